@@ -1,0 +1,15 @@
+//! camgate: an RTSP camera ingest gateway.
+//!
+//! Sans-IO protocol cores (`rtsp`, `rtp`, `h264`) take bytes, packets and
+//! time in and give events out; `camera`, `egress`, `http` and `sim` are the
+//! tokio drivers around them. See README.md and `../shared/ARCHITECTURE.md`.
+
+pub mod camera;
+pub mod config;
+pub mod egress;
+pub mod h264;
+pub mod http;
+pub mod redact;
+pub mod rtp;
+pub mod rtsp;
+pub mod sim;
