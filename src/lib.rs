@@ -5,10 +5,13 @@
 //! tokio drivers around them. See README.md and `../shared/ARCHITECTURE.md`.
 
 pub mod camera;
+pub mod codec_info;
 pub mod config;
 pub mod egress;
+pub mod gateway;
 pub mod h264;
 pub mod http;
+pub mod probe;
 pub mod redact;
 pub mod rtp;
 pub mod rtsp;

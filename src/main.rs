@@ -1,1 +1,208 @@
-fn main() {}
+//! The `camgate` command: run the gateway, check a configuration, probe a
+//! camera, or run simulated cameras.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use camgate::camera::session::Carrier;
+use camgate::config::Config;
+use camgate::redact::redact_url;
+
+#[derive(Parser)]
+#[command(name = "camgate", version, about = "RTSP camera ingest gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default, on ./cameras.toml).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = "cameras.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print what it defines.
+    Check {
+        /// Configuration file.
+        #[arg(default_value = "cameras.toml")]
+        file: PathBuf,
+    },
+    /// Connect to one camera and report its streams, resolution, fps, GOP,
+    /// bitrate, loss and B-frames.
+    Probe {
+        /// rtsp://[user:password@]host[:port]/path, or sim://NAME.
+        url: String,
+        /// Media transport.
+        #[arg(long, value_enum, default_value_t = ProbeTransport::Tcp)]
+        transport: ProbeTransport,
+        /// Seconds of media to measure.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Serve simulated cameras over RTSP: every path /NAME is a camera.
+    Sim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8554")]
+        listen: SocketAddr,
+        /// Require this user name (Digest auth).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        /// Require this password (Digest auth).
+        #[arg(long, requires = "username")]
+        password: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProbeTransport {
+    Tcp,
+    Udp,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("camgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("cameras.toml") });
+    runtime.block_on(async move {
+        match command {
+            Command::Run { config } => run(config).await,
+            Command::Check { file } => check(file),
+            Command::Probe { url, transport, seconds } => probe(&url, transport, seconds).await,
+            Command::Sim { listen, username, password } => sim(listen, username.zip(password)).await,
+        }
+    })
+}
+
+async fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("camgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    match camgate::gateway::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("camgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    match Config::load(&path) {
+        Ok(c) => {
+            print!("{}", c.summary());
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("camgate probe: {}: not a URL: {e}", redact_url(url));
+            return ExitCode::from(2);
+        }
+    };
+    // sim://NAME probes an in-process simulated camera.
+    let shutdown = CancellationToken::new();
+    let target = if parsed.scheme() == "sim" {
+        let server = match camgate::sim::SimServer::bind(([127, 0, 0, 1], 0).into(), Default::default()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("camgate probe: cannot start the simulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = server.local_addr();
+        tokio::spawn(server.run(shutdown.clone()));
+        let name = parsed.host_str().unwrap_or("sim");
+        url::Url::parse(&format!("rtsp://{addr}/{name}")).expect("a socket address and a host name form a URL")
+    } else if parsed.scheme() == "rtsp" {
+        parsed
+    } else {
+        eprintln!("camgate probe: {}: use rtsp:// or sim://", redact_url(url));
+        return ExitCode::from(2);
+    };
+    let carrier = match transport {
+        ProbeTransport::Tcp => Carrier::Tcp,
+        ProbeTransport::Udp => Carrier::Udp,
+    };
+    println!("probing {} for {seconds} s ...", redact_url(url));
+    let result = camgate::probe::probe(&target, carrier, Duration::from_secs(seconds)).await;
+    shutdown.cancel();
+    match result {
+        Ok(report) => {
+            print!("{}", report.render());
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("camgate probe: cannot play {}: {reason}", redact_url(url));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn sim(listen: SocketAddr, credentials: Option<(String, String)>) -> ExitCode {
+    let options = camgate::sim::SimOptions { credentials, ..Default::default() };
+    let server = match camgate::sim::SimServer::bind(listen, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("camgate sim: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    println!("simulated cameras at rtsp://{addr}/NAME (any NAME); Ctrl-C stops");
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    server.run(shutdown).await;
+    ExitCode::SUCCESS
+}
+
+/// First SIGINT/SIGTERM cancels `shutdown` (graceful stop); a second exits at
+/// once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tracing::info!("signal received: stopping (a second signal exits at once)");
+        shutdown.cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}

@@ -11,12 +11,23 @@
 //! 5. [`Client::teardown`] to stop; the session is over once
 //!    [`Event::TornDown`] is out (or the connection closed).
 
+use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use url::Url;
 
-use super::sdp::Presentation;
+use super::auth::{AuthError, Authenticator};
+use super::framer::{Framer, Item};
+use super::message::{Request, Response};
+use super::sdp::{self, Presentation};
+use super::transport::{parse_rtp_info, SessionHeader, Transport};
+
+/// How long a request may wait for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Session timeout when the camera announces none (RFC 2326 section 12.37).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings for one RTSP session.
 #[derive(Clone, Debug)]
@@ -84,82 +95,653 @@ pub enum ClientError {
     #[error("{method} (CSeq {cseq}) was refused with 401 Unauthorized: wrong or missing user name or password")]
     Unauthorized { method: String, cseq: u32 },
     /// The camera has no such stream.
-    #[error("{method} (CSeq {cseq}) answered 404 Not Found: the camera has no stream at this path")]
+    #[error(
+        "{method} (CSeq {cseq}) answered 404 Not Found: the camera has no stream at this path"
+    )]
     NotFound { method: String, cseq: u32 },
     /// Any other non-success status.
     #[error("{method} (CSeq {cseq}) answered {status} {reason}")]
-    Status { method: String, cseq: u32, status: u16, reason: String },
+    Status {
+        method: String,
+        cseq: u32,
+        status: u16,
+        reason: String,
+    },
     /// The camera sent something that is not RTSP or not what was asked.
     #[error("protocol error: {0}")]
     Protocol(String),
     /// No answer to a request in time.
     #[error("{method} (CSeq {cseq}) got no answer within {secs} s")]
-    Timeout { method: String, cseq: u32, secs: u64 },
+    Timeout {
+        method: String,
+        cseq: u32,
+        secs: u64,
+    },
+}
+
+/// Why a request was sent: decides what its answer means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Options,
+    Describe,
+    /// SETUP of `plan[i]`.
+    Setup(usize),
+    Play,
+    Keepalive,
+    Teardown,
+}
+
+/// A request waiting for its answer; kept whole so a 401 can resend it.
+#[derive(Debug)]
+struct Pending {
+    cseq: u32,
+    purpose: Purpose,
+    method: &'static str,
+    url: Url,
+    /// Headers besides CSeq, User-Agent and Authorization.
+    headers: Vec<(&'static str, String)>,
+    /// When the request fails with [`ClientError::Timeout`].
+    deadline: Instant,
+    /// Whether it carried an `Authorization` header.
+    authorized: bool,
+    /// Whether it is already the resend after a 401 (a second 401 fails).
+    retried: bool,
+}
+
+/// Where the session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// OPTIONS then DESCRIBE in flight.
+    Describing,
+    /// Waiting for [`Client::setup`].
+    Described,
+    /// SETUPs then PLAY in flight.
+    SettingUp,
+    /// Media flows; keepalives run.
+    Playing,
+    /// Failed, redirected or torn down: nothing more happens.
+    Done,
 }
 
 /// The RTSP client state machine. See the module doc for the call order.
 #[derive(Debug)]
-pub struct Client {}
+pub struct Client {
+    /// The camera and credentials.
+    config: ClientConfig,
+    /// Splits received bytes into answers and interleaved frames.
+    framer: Framer,
+    /// Bytes for the connection, handed out by `poll_transmit`.
+    out: BytesMut,
+    /// Events for the driver.
+    events: VecDeque<Event>,
+    /// Requests awaiting answers, matched by CSeq.
+    pending: Vec<Pending>,
+    /// CSeq of the next request.
+    next_cseq: u32,
+    /// Where the session is.
+    state: State,
+    /// Answers challenges on every request once one was accepted.
+    auth: Authenticator,
+    /// From the DESCRIBE answer.
+    presentation: Option<Presentation>,
+    /// `Session` of the DESCRIBE answer: used only if SETUP omits it.
+    describe_session: Option<String>,
+    /// Session id from SETUP, echoed in later requests.
+    session: Option<String>,
+    /// The camera's session timeout.
+    session_timeout: Duration,
+    /// Streams to SETUP, from [`Client::setup`].
+    plan: Vec<(usize, TransportRequest)>,
+    /// SETUP results so far, completed by PLAY.
+    setups: Vec<StreamSetup>,
+    /// When the next keepalive is due (while playing).
+    next_keepalive: Option<Instant>,
+    /// GET_PARAMETER, or OPTIONS once the camera refused GET_PARAMETER.
+    keepalive_method: &'static str,
+    /// TEARDOWN was asked: other answers no longer matter.
+    tearing_down: bool,
+    /// The `Server` header of the camera's answers.
+    server: Option<String>,
+}
+
+/// Header values we write must not break the message.
+fn clean(v: &str) -> String {
+    v.chars().filter(|&c| c != '\r' && c != '\n').collect()
+}
 
 impl Client {
-    /// Starts a session: queues OPTIONS (then DESCRIBE).
-    pub fn new(config: ClientConfig, now: Instant) -> Self {
-        let _ = (config, now);
-        todo!("rtsp helper")
+    /// Starts a session: queues OPTIONS (then DESCRIBE). Credentials in
+    /// `config.url` are removed; use `config.credentials`.
+    pub fn new(mut config: ClientConfig, now: Instant) -> Self {
+        sdp::strip_credentials(&mut config.url);
+        let auth = Authenticator::new(config.credentials.clone());
+        let mut client = Client {
+            config,
+            framer: Framer::new(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            pending: Vec::new(),
+            next_cseq: 1,
+            state: State::Describing,
+            auth,
+            presentation: None,
+            describe_session: None,
+            session: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            plan: Vec::new(),
+            setups: Vec::new(),
+            next_keepalive: None,
+            keepalive_method: "GET_PARAMETER",
+            tearing_down: false,
+            server: None,
+        };
+        let url = client.config.url.clone();
+        client.send(Purpose::Options, "OPTIONS", url, Vec::new(), now, false);
+        client
     }
 
-    /// Feeds bytes read from the connection.
+    /// Feeds bytes read from the connection; then drain
+    /// [`Client::poll_event`] and [`Client::poll_transmit`].
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
-        let _ = (data, now);
-        todo!("rtsp helper")
+        if self.state == State::Done {
+            return;
+        }
+        self.framer.push(data);
+        while self.state != State::Done {
+            let Some(item) = self.framer.poll() else {
+                break;
+            };
+            match item {
+                Item::Interleaved { channel, data } => {
+                    self.events.push_back(Event::Interleaved { channel, data })
+                }
+                Item::Response(r) => self.on_response(r, now),
+                Item::Request(r) => self.on_request(&r),
+                Item::Error(e) => self.fail(ClientError::Protocol(e.to_string())),
+            }
+        }
     }
 
-    /// Bytes to write to the connection, if any.
+    /// Bytes to write to the connection, if any (all queued bytes at once).
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        todo!("rtsp helper")
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!("rtsp helper")
+        self.events.pop_front()
     }
 
-    /// When [`Client::handle_timeout`] should next be called.
+    /// When [`Client::handle_timeout`] should next be called: the earliest
+    /// request deadline or keepalive; `None` when nothing is scheduled.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("rtsp helper")
+        if self.state == State::Done {
+            return None;
+        }
+        let requests = self.pending.iter().map(|p| p.deadline);
+        let keepalive = self
+            .next_keepalive
+            .filter(|_| self.state == State::Playing && !self.tearing_down);
+        requests.chain(keepalive).min()
     }
 
-    /// Sends keepalives and fails requests that got no answer.
+    /// Sends keepalives and fails requests that got no answer in
+    /// [`REQUEST_TIMEOUT`]. Call when [`Client::poll_timeout`] is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!("rtsp helper")
+        if self.state == State::Done {
+            return;
+        }
+        if let Some(p) = self.pending.iter().find(|p| p.deadline <= now) {
+            let err = ClientError::Timeout {
+                method: p.method.to_string(),
+                cseq: p.cseq,
+                secs: REQUEST_TIMEOUT.as_secs(),
+            };
+            self.fail(err);
+            return;
+        }
+        if self.state != State::Playing || self.tearing_down {
+            return;
+        }
+        if self.next_keepalive.is_some_and(|due| due <= now) {
+            if !self.pending.iter().any(|p| p.purpose == Purpose::Keepalive) {
+                let url = self.aggregate_url();
+                let headers = self.session_header();
+                self.send(
+                    Purpose::Keepalive,
+                    self.keepalive_method,
+                    url,
+                    headers,
+                    now,
+                    false,
+                );
+            }
+            self.next_keepalive = Some(now + self.keepalive_interval());
+        }
     }
 
-    /// After [`Event::Described`]: SETUP these streams in order, then PLAY.
+    /// After [`Event::Described`]: SETUP these streams (indexes into
+    /// [`Presentation::streams`]) in order, then PLAY. Ignored in any other
+    /// state; an empty list or a bad index fails the session.
     pub fn setup(&mut self, streams: Vec<(usize, TransportRequest)>, now: Instant) {
-        let _ = (streams, now);
-        todo!("rtsp helper")
+        if self.state != State::Described || self.tearing_down {
+            return;
+        }
+        let count = self.presentation.as_ref().map_or(0, |p| p.streams.len());
+        if streams.is_empty() {
+            return self.fail(ClientError::Protocol(
+                "setup() called with no streams".into(),
+            ));
+        }
+        if let Some((bad, _)) = streams.iter().find(|(i, _)| *i >= count) {
+            return self.fail(ClientError::Protocol(format!(
+                "setup() of stream {bad}; the camera offers {count}"
+            )));
+        }
+        self.plan = streams;
+        self.state = State::SettingUp;
+        self.send_setup(0, now);
     }
 
-    /// Queues an interleaved frame (RTCP on TCP).
+    /// Queues an interleaved frame (RTCP on TCP). A frame over 65 535 bytes
+    /// cannot be framed and is dropped, as is anything after the session
+    /// ended.
     pub fn send_interleaved(&mut self, channel: u8, data: &[u8]) {
-        let _ = (channel, data);
-        todo!("rtsp helper")
+        let Ok(len) = u16::try_from(data.len()) else {
+            return;
+        };
+        if self.state == State::Done {
+            return;
+        }
+        self.out.reserve(4 + data.len());
+        self.out.extend_from_slice(&[b'$', channel]);
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(data);
     }
 
-    /// Queues TEARDOWN if a session exists; [`Event::TornDown`] follows.
+    /// Queues TEARDOWN if a session exists; [`Event::TornDown`] follows when
+    /// it is answered (at once if there is no session).
     pub fn teardown(&mut self, now: Instant) {
-        let _ = now;
-        todo!("rtsp helper")
+        if self.state == State::Done || self.tearing_down {
+            return;
+        }
+        self.tearing_down = true;
+        self.next_keepalive = None;
+        // Answers to anything else no longer matter, nor do their deadlines.
+        self.pending.clear();
+        if self.session.is_none() {
+            self.events.push_back(Event::TornDown);
+            self.state = State::Done;
+            return;
+        }
+        let url = self.aggregate_url();
+        let headers = self.session_header();
+        self.send(Purpose::Teardown, "TEARDOWN", url, headers, now, false);
     }
 
     /// The session timeout the camera announced (default 60 s).
     pub fn session_timeout(&self) -> Duration {
-        todo!("rtsp helper")
+        self.session_timeout
     }
 
     /// The `Server` header of the camera's answers, if any.
     pub fn server(&self) -> Option<&str> {
-        todo!("rtsp helper")
+        self.server.as_deref()
+    }
+
+    /// Garbage bytes the framer skipped on this connection.
+    pub fn skipped_bytes(&self) -> u64 {
+        self.framer.skipped_bytes()
+    }
+
+    fn keepalive_interval(&self) -> Duration {
+        (self.session_timeout / 2).max(Duration::from_secs(1))
+    }
+
+    fn aggregate_url(&self) -> Url {
+        self.presentation
+            .as_ref()
+            .map_or_else(|| self.config.url.clone(), |p| p.control.clone())
+    }
+
+    fn session_header(&self) -> Vec<(&'static str, String)> {
+        self.session
+            .iter()
+            .map(|s| ("Session", s.clone()))
+            .collect()
+    }
+
+    fn fail(&mut self, err: ClientError) {
+        self.events.push_back(Event::Failed(err));
+        self.state = State::Done;
+        self.pending.clear();
+        self.next_keepalive = None;
+    }
+
+    /// Writes a request (with CSeq, User-Agent and any Authorization) and
+    /// records it as pending.
+    fn send(
+        &mut self,
+        purpose: Purpose,
+        method: &'static str,
+        url: Url,
+        headers: Vec<(&'static str, String)>,
+        now: Instant,
+        retried: bool,
+    ) {
+        let cseq = self.next_cseq;
+        self.next_cseq = self.next_cseq.wrapping_add(1).max(1);
+        let authorization = match self.auth.authorization(method, url.as_str()) {
+            Ok(a) => a,
+            Err(e) => return self.fail(auth_error(e, method, cseq)),
+        };
+        let mut msg = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\nUser-Agent: {}\r\n",
+            clean(&self.config.user_agent)
+        );
+        if let Some(a) = &authorization {
+            let _ = write!(msg, "Authorization: {}\r\n", clean(a));
+        }
+        for (name, value) in &headers {
+            let _ = write!(msg, "{name}: {}\r\n", clean(value));
+        }
+        msg.push_str("\r\n");
+        self.out.extend_from_slice(msg.as_bytes());
+        let authorized = authorization.is_some();
+        self.pending.push(Pending {
+            cseq,
+            purpose,
+            method,
+            url,
+            headers,
+            deadline: now + REQUEST_TIMEOUT,
+            authorized,
+            retried,
+        });
+    }
+
+    fn send_describe(&mut self, now: Instant) {
+        let url = self.config.url.clone();
+        self.send(
+            Purpose::Describe,
+            "DESCRIBE",
+            url,
+            vec![("Accept", "application/sdp".into())],
+            now,
+            false,
+        );
+    }
+
+    fn send_setup(&mut self, i: usize, now: Instant) {
+        let Some(&(stream, request)) = self.plan.get(i) else {
+            return;
+        };
+        let Some(url) = self
+            .presentation
+            .as_ref()
+            .and_then(|p| p.streams.get(stream))
+            .map(|s| s.control.clone())
+        else {
+            return self.fail(ClientError::Protocol(format!(
+                "no stream {stream} to SETUP"
+            )));
+        };
+        let transport = match request {
+            TransportRequest::Tcp { rtp_channel } => {
+                format!(
+                    "RTP/AVP/TCP;unicast;interleaved={}-{}",
+                    rtp_channel,
+                    rtp_channel.wrapping_add(1)
+                )
+            }
+            TransportRequest::Udp { rtp_port } => {
+                format!(
+                    "RTP/AVP;unicast;client_port={}-{}",
+                    rtp_port,
+                    rtp_port.wrapping_add(1)
+                )
+            }
+        };
+        let mut headers = vec![("Transport", transport)];
+        headers.extend(self.session_header());
+        self.send(Purpose::Setup(i), "SETUP", url, headers, now, false);
+    }
+
+    fn send_play(&mut self, now: Instant) {
+        let url = self.aggregate_url();
+        let mut headers = self.session_header();
+        headers.push(("Range", "npt=0.000-".into()));
+        self.send(Purpose::Play, "PLAY", url, headers, now, false);
+    }
+
+    /// Answers a request from the camera: OPTIONS with 200, anything else
+    /// with 551 Option Not Supported.
+    fn on_request(&mut self, r: &Request) {
+        let Some(cseq) = r.headers.cseq() else { return };
+        let status = if r.method.eq_ignore_ascii_case("OPTIONS") {
+            "200 OK"
+        } else {
+            "551 Option not supported"
+        };
+        let msg = format!(
+            "RTSP/1.0 {status}\r\nCSeq: {cseq}\r\nUser-Agent: {}\r\n\r\n",
+            clean(&self.config.user_agent)
+        );
+        self.out.extend_from_slice(msg.as_bytes());
+    }
+
+    fn on_response(&mut self, r: Response, now: Instant) {
+        if let Some(s) = r.headers.get("Server") {
+            self.server = Some(s.to_string());
+        }
+        // Match by CSeq; an answer without one (seen from cheap firmware)
+        // can only be for the sole request in flight.
+        let pos = match r.headers.cseq() {
+            Some(cseq) => self.pending.iter().position(|p| p.cseq == cseq),
+            None if self.pending.len() == 1 => Some(0),
+            None => None,
+        };
+        // An answer to nothing we wait for (late, or after a resend) is
+        // ignored.
+        let Some(pos) = pos else { return };
+        let p = self.pending.remove(pos);
+        if p.purpose == Purpose::Teardown {
+            self.events.push_back(Event::TornDown);
+            self.state = State::Done;
+            self.pending.clear();
+            return;
+        }
+        if r.status == 401 {
+            return self.on_unauthorized(p, &r, now);
+        }
+        if p.purpose == Purpose::Keepalive {
+            return self.on_keepalive_answer(&p, &r);
+        }
+        if (300..400).contains(&r.status) {
+            let location = r.headers.get("Location").and_then(|l| p.url.join(l).ok());
+            return match location {
+                Some(mut url) => {
+                    sdp::strip_credentials(&mut url);
+                    self.events.push_back(Event::Redirect(url));
+                    self.state = State::Done;
+                    self.pending.clear();
+                }
+                None => self.fail(status_error(&p, &r)),
+            };
+        }
+        if p.purpose == Purpose::Options {
+            // Whatever OPTIONS says (some cameras do not implement it, or
+            // want credentials only for DESCRIBE), DESCRIBE decides.
+            return self.send_describe(now);
+        }
+        if r.status == 404 {
+            return self.fail(ClientError::NotFound {
+                method: p.method.to_string(),
+                cseq: p.cseq,
+            });
+        }
+        if !(200..300).contains(&r.status) {
+            return self.fail(status_error(&p, &r));
+        }
+        match p.purpose {
+            Purpose::Describe => self.on_described(r),
+            Purpose::Setup(i) => self.on_setup(i, &r, now),
+            Purpose::Play => self.on_play(&r, now),
+            Purpose::Options | Purpose::Keepalive | Purpose::Teardown => {}
+        }
+    }
+
+    fn on_unauthorized(&mut self, p: Pending, r: &Response, now: Instant) {
+        if p.purpose == Purpose::Options {
+            // Adopt the challenge so DESCRIBE goes out answered; if it
+            // cannot be used, DESCRIBE will meet its own 401.
+            let _ = self.auth.on_challenge(&r.headers, p.authorized);
+            return self.send_describe(now);
+        }
+        let unauthorized = ClientError::Unauthorized {
+            method: p.method.to_string(),
+            cseq: p.cseq,
+        };
+        if p.retried {
+            return self.fail(unauthorized);
+        }
+        if let Err(e) = self.auth.on_challenge(&r.headers, p.authorized) {
+            return self.fail(match e {
+                AuthError::CannotRespond(_) => auth_error(e, p.method, p.cseq),
+                _ => unauthorized,
+            });
+        }
+        self.send(p.purpose, p.method, p.url, p.headers, now, true);
+    }
+
+    fn on_keepalive_answer(&mut self, p: &Pending, r: &Response) {
+        if (200..300).contains(&r.status) {
+            return;
+        }
+        if r.status == 454 {
+            return self.fail(status_error(p, r));
+        }
+        // Cameras that do not implement GET_PARAMETER (405, 501, 551...)
+        // still refresh the session on any request; OPTIONS is universal.
+        self.keepalive_method = "OPTIONS";
+    }
+
+    fn on_described(&mut self, r: Response) {
+        let h = &r.headers;
+        let base = sdp::base_url(
+            &self.config.url,
+            h.get("Content-Base"),
+            h.get("Content-Location"),
+        );
+        match Presentation::parse(r.body.clone(), base, h.get("Server")) {
+            Ok(p) => {
+                self.describe_session = h
+                    .get("Session")
+                    .and_then(SessionHeader::parse)
+                    .map(|s| s.id);
+                self.presentation = Some(p.clone());
+                self.state = State::Described;
+                self.events.push_back(Event::Described(p));
+            }
+            Err(e) => self.fail(ClientError::Protocol(format!("DESCRIBE answer: {e}"))),
+        }
+    }
+
+    fn on_setup(&mut self, i: usize, r: &Response, now: Instant) {
+        let Some(&(stream, request)) = self.plan.get(i) else {
+            return;
+        };
+        if let Some(s) = r.headers.get("Session").and_then(SessionHeader::parse) {
+            if let Some(t) = s.timeout {
+                self.session_timeout = t;
+            }
+            self.session.get_or_insert(s.id);
+        }
+        if self.session.is_none() {
+            self.session = self.describe_session.take();
+        }
+        if self.session.is_none() {
+            return self.fail(ClientError::Protocol(
+                "SETUP answer has no Session header".into(),
+            ));
+        }
+        let t = r
+            .headers
+            .get("Transport")
+            .map(Transport::parse)
+            .unwrap_or_default();
+        self.setups.push(StreamSetup {
+            stream,
+            request,
+            channels: t.interleaved,
+            server_ports: t.server_port,
+            source: t.source,
+            ssrc: t.ssrc,
+            rtp_info_seq: None,
+            rtp_info_rtptime: None,
+        });
+        if i + 1 < self.plan.len() {
+            self.send_setup(i + 1, now);
+        } else {
+            self.send_play(now);
+        }
+    }
+
+    fn on_play(&mut self, r: &Response, now: Instant) {
+        if let Some(t) = r
+            .headers
+            .get("Session")
+            .and_then(SessionHeader::parse)
+            .and_then(|s| s.timeout)
+        {
+            self.session_timeout = t;
+        }
+        if let (Some(value), Some(p)) = (r.headers.get("RTP-Info"), &self.presentation) {
+            for info in parse_rtp_info(value) {
+                let resolved = sdp::join_control(&p.base_url, &info.url).ok();
+                let control = |s: &StreamSetup| p.streams.get(s.stream).map(|d| &d.control);
+                let by_url = self
+                    .setups
+                    .iter()
+                    .position(|s| control(s).is_some_and(|c| Some(c) == resolved.as_ref()));
+                // Relative URLs may be relative to something else than our
+                // base; a unique suffix match is still unambiguous.
+                let by_suffix = || {
+                    let mut m = self.setups.iter().enumerate().filter(|(_, s)| {
+                        !info.url.is_empty()
+                            && control(s).is_some_and(|c| c.as_str().ends_with(&info.url))
+                    });
+                    match (m.next(), m.next()) {
+                        (Some((i, _)), None) => Some(i),
+                        _ => None,
+                    }
+                };
+                // RFC 2326 section 14.3 asks to be forgiving with one stream.
+                let single = || (self.setups.len() == 1).then_some(0);
+                if let Some(i) = by_url.or_else(by_suffix).or_else(single) {
+                    self.setups[i].rtp_info_seq = info.seq;
+                    self.setups[i].rtp_info_rtptime = info.rtptime;
+                }
+            }
+        }
+        self.state = State::Playing;
+        self.next_keepalive = Some(now + self.keepalive_interval());
+        self.events.push_back(Event::Playing(self.setups.clone()));
     }
 }
+
+fn status_error(p: &Pending, r: &Response) -> ClientError {
+    ClientError::Status {
+        method: p.method.to_string(),
+        cseq: p.cseq,
+        status: r.status,
+        reason: r.reason.clone(),
+    }
+}
+
+fn auth_error(e: AuthError, method: &str, cseq: u32) -> ClientError {
+    ClientError::Protocol(format!("{method} (CSeq {cseq}): {e}"))
+}
+
+#[cfg(test)]
+mod tests;

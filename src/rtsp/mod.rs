@@ -4,8 +4,10 @@
 //! The tokio driver in `camera` owns the socket; [`client::Client`] only
 //! sees bytes and time.
 
+pub mod auth;
 pub mod client;
 pub mod framer;
+pub mod message;
 pub mod sdp;
 pub mod transport;
 

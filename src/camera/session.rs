@@ -1,0 +1,758 @@
+//! One RTSP session with a camera: the tokio driver around the sans-IO
+//! [`crate::rtsp::Client`]. It owns the TCP connection and UDP sockets,
+//! feeds the depacketizer and publishes frames to the camera's hub. It ends
+//! on failure, redirect or cancellation; the supervisor decides what next.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::hub::{AudioInfo, AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
+use super::stats::CameraStats;
+use super::{CameraState, CameraStatus};
+use crate::h264::{AccessUnit, Depacketizer, ParameterSets};
+use crate::redact::redact_url;
+use crate::rtp::rtcp;
+use crate::rtp::RtpPacket;
+use crate::rtsp::{Client, ClientConfig, ClientError, Event, Presentation, StreamSetup, TransportRequest};
+
+/// Audio encodings forwarded as they are (one RTP payload is self-contained).
+const PASSTHROUGH_AUDIO: &[&str] = &["PCMU", "PCMA", "OPUS", "G722", "MPEG4-GENERIC", "L16"];
+
+/// How media is carried in one session (auto is resolved by the supervisor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carrier {
+    /// Interleaved in the RTSP connection.
+    Tcp,
+    /// UDP port pairs.
+    Udp,
+}
+
+impl Carrier {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carrier::Tcp => "tcp",
+            Carrier::Udp => "udp",
+        }
+    }
+}
+
+/// What one session needs to know.
+#[derive(Clone, Debug)]
+pub struct SessionParams {
+    /// `rtsp://` URL without credentials.
+    pub url: Url,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// TCP or UDP for media.
+    pub carrier: Carrier,
+    /// Fail with [`SessionError::NoUdpMedia`] when UDP delivers nothing this
+    /// long after PLAY (set in `auto` mode so the supervisor falls back).
+    pub udp_probe: Option<Duration>,
+    /// No RTP this long while playing means the session is dead.
+    pub media_timeout: Duration,
+    /// TCP connect limit.
+    pub connect_timeout: Duration,
+}
+
+impl SessionParams {
+    /// Defaults for `url`: 5 s media timeout, 10 s connect timeout.
+    pub fn new(url: Url, credentials: Option<(String, String)>, carrier: Carrier) -> Self {
+        SessionParams {
+            url,
+            credentials,
+            carrier,
+            udp_probe: None,
+            media_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a session ended other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The host name did not resolve.
+    #[error("cannot resolve camera host {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    /// The TCP connection was refused or timed out.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    /// The RTSP exchange failed.
+    #[error(transparent)]
+    Rtsp(#[from] ClientError),
+    /// The camera offers no H.264 video.
+    #[error("camera sends no H.264 video (it offers: {0}); camgate republishes H.264 only")]
+    UnsupportedCodec(String),
+    /// Playing, but no RTP arrived for a while.
+    #[error("no RTP received for {0} s while playing")]
+    MediaTimeout(u64),
+    /// UDP was negotiated but no packet arrived (firewall or NAT).
+    #[error("no media arrived over UDP within {0} s (firewall or NAT?)")]
+    NoUdpMedia(u64),
+    /// The camera closed the connection.
+    #[error("the camera closed the connection")]
+    Closed,
+    /// Reading or writing the connection failed.
+    #[error("connection error: {0}")]
+    Io(String),
+}
+
+impl SessionError {
+    /// The visible state this failure puts the camera in.
+    pub fn state(&self) -> CameraState {
+        match self {
+            SessionError::Resolve { .. } | SessionError::Connect { .. } => CameraState::Unreachable,
+            SessionError::Rtsp(ClientError::Unauthorized { .. }) => CameraState::Unauthorized,
+            SessionError::Rtsp(ClientError::NotFound { .. }) => CameraState::NotFound,
+            SessionError::UnsupportedCodec(_) => CameraState::UnsupportedCodec,
+            _ => CameraState::Backoff,
+        }
+    }
+
+    /// A short fixed name for metrics labels and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionError::Resolve { .. } | SessionError::Connect { .. } => "unreachable",
+            SessionError::Rtsp(ClientError::Unauthorized { .. }) => "unauthorized",
+            SessionError::Rtsp(ClientError::NotFound { .. }) => "not_found",
+            SessionError::Rtsp(ClientError::Timeout { .. }) => "rtsp_timeout",
+            SessionError::Rtsp(_) => "rtsp_error",
+            SessionError::UnsupportedCodec(_) => "unsupported_codec",
+            SessionError::MediaTimeout(_) => "media_timeout",
+            SessionError::NoUdpMedia(_) => "no_udp_media",
+            SessionError::Closed => "closed",
+            SessionError::Io(_) => "io_error",
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Cancelled; TEARDOWN was sent.
+    Stopped,
+    /// The camera moved; connect there.
+    Redirect(Url),
+    /// Failed.
+    Failed(SessionError),
+}
+
+/// The result of [`run_session`].
+#[derive(Debug)]
+pub struct SessionOutcome {
+    /// How it ended.
+    pub end: SessionEnd,
+    /// How long media was playing (zero if it never did).
+    pub played: Duration,
+}
+
+/// Shared things a session writes to.
+pub struct SessionContext<'a> {
+    /// The camera's fan-out.
+    pub hub: &'a Hub,
+    /// The camera's counters.
+    pub stats: &'a CameraStats,
+    /// The camera's visible status.
+    pub status: &'a watch::Sender<CameraStatus>,
+    /// Session number for consumers' timestamp re-anchoring.
+    pub generation: u64,
+    /// Stops the session (TEARDOWN is sent).
+    pub cancel: &'a CancellationToken,
+}
+
+/// Which UDP socket a datagram came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UdpRole {
+    Rtp(usize),
+    Rtcp(usize),
+}
+
+/// A media stream being received.
+struct MediaStream {
+    /// Index in the presentation.
+    index: usize,
+    /// Video or audio handling.
+    kind: StreamKind,
+    /// Interleaved channels (TCP).
+    channels: Option<(u8, u8)>,
+    /// Where to send RTCP (UDP): camera address and its RTCP port.
+    rtcp_dest: Option<SocketAddr>,
+    /// Our RTCP socket (UDP).
+    rtcp_socket: Option<Arc<UdpSocket>>,
+    /// Reception statistics for receiver reports.
+    stats: rtcp::ReceiverStats,
+    /// Clock rate, for jitter.
+    clock_rate: u32,
+    /// Last sequence number, for loss counting.
+    last_seq: Option<u16>,
+    /// The middle 32 bits of the last SR's NTP time and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    /// SSRC from the last packet.
+    ssrc: Option<u32>,
+}
+
+enum StreamKind {
+    Video(Box<Depacketizer>),
+    Audio,
+}
+
+/// Runs one session until it ends. Never panics on camera input.
+pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> SessionOutcome {
+    let mut played_since: Option<Instant> = None;
+    let end = match Driver::connect(params, &ctx).await {
+        Ok(mut driver) => {
+            let end = driver.run(params, &ctx, &mut played_since).await;
+            driver.shutdown().await;
+            end
+        }
+        Err(e) => SessionEnd::Failed(e),
+    };
+    SessionOutcome { end, played: played_since.map(|t| t.elapsed()).unwrap_or_default() }
+}
+
+/// The live parts of a session.
+struct Driver {
+    client: Client,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Our end of the TCP connection; UDP sockets bind to the same address.
+    local_ip: IpAddr,
+    /// The camera's end of the TCP connection.
+    peer_ip: IpAddr,
+    streams: Vec<MediaStream>,
+    /// Datagrams from the UDP reader tasks (bounded; overflow is dropped).
+    udp_rx: Option<mpsc::Receiver<(UdpRole, Bytes)>>,
+    /// The UDP reader tasks, aborted when the session ends.
+    udp_tasks: JoinSet<()>,
+    /// Our SSRC in receiver reports.
+    rr_ssrc: u32,
+    /// Set when PLAY succeeded.
+    playing: bool,
+    /// Set when interleaved RTP arrived since the last loop turn.
+    tcp_media_seen: bool,
+}
+
+/// Receiver reports go out this often (some cameras end sessions without).
+const RR_INTERVAL: Duration = Duration::from_secs(5);
+/// How long TEARDOWN may take before the connection is closed anyway.
+const TEARDOWN_WAIT: Duration = Duration::from_millis(800);
+/// A write to the camera that takes longer than this means a dead link.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Driver {
+    async fn connect(params: &SessionParams, ctx: &SessionContext<'_>) -> Result<Driver, SessionError> {
+        let host = params.url.host_str().unwrap_or_default().to_string();
+        let port = params.url.port().unwrap_or(554);
+        let addr = resolve(&host, port).await?;
+        let tcp = match timeout(params.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(SessionError::Connect { addr, reason: e.to_string() }),
+            Err(_) => {
+                return Err(SessionError::Connect {
+                    addr,
+                    reason: format!("no answer within {} s", params.connect_timeout.as_secs()),
+                })
+            }
+        };
+        // Requests are small and latency matters; keepalive finds dead peers
+        // behind NAT faster than the media timeout on idle links.
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp).set_keepalive(true);
+        let local_ip = tcp.local_addr().map(|a| a.ip()).map_err(|e| SessionError::Io(e.to_string()))?;
+        let (reader, writer) = tcp.into_split();
+        ctx.status.send_modify(|s| s.transport = Some(params.carrier.as_str()));
+        let client = Client::new(
+            ClientConfig {
+                url: params.url.clone(),
+                credentials: params.credentials.clone(),
+                user_agent: concat!("camgate/", env!("CARGO_PKG_VERSION")).to_string(),
+            },
+            Instant::now(),
+        );
+        Ok(Driver {
+            client,
+            reader,
+            writer,
+            local_ip,
+            peer_ip: addr.ip(),
+            streams: Vec::new(),
+            udp_rx: None,
+            udp_tasks: JoinSet::new(),
+            rr_ssrc: rand::random(),
+            playing: false,
+            tcp_media_seen: false,
+        })
+    }
+
+    async fn run(
+        &mut self,
+        params: &SessionParams,
+        ctx: &SessionContext<'_>,
+        played_since: &mut Option<Instant>,
+    ) -> SessionEnd {
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut last_media: Option<Instant> = None;
+        let mut next_rr = Instant::now() + RR_INTERVAL;
+        loop {
+            if let Err(e) = self.flush().await {
+                return SessionEnd::Failed(e);
+            }
+            while let Some(event) = self.client.poll_event() {
+                match self.on_event(event, params, ctx).await {
+                    Ok(None) => {}
+                    Ok(Some(end)) => return end,
+                    Err(e) => return self.fail_with_teardown(e).await,
+                }
+                if played_since.is_none() && !self.streams.is_empty() && self.playing() {
+                    let now = Instant::now();
+                    *played_since = Some(now);
+                    last_media = Some(now);
+                }
+            }
+            if let Err(e) = self.flush().await {
+                return SessionEnd::Failed(e);
+            }
+
+            let now = Instant::now();
+            // The media deadline: UDP probing in auto mode uses its own limit
+            // until the first packet.
+            let media_deadline = played_since.and_then(|start| {
+                let got_any = ctx.stats.rtp_packets_received.load(std::sync::atomic::Ordering::Relaxed) > 0
+                    && last_media != Some(start);
+                match (params.udp_probe, got_any) {
+                    (Some(probe), false) => Some(start + probe),
+                    _ => last_media.map(|t| t + params.media_timeout),
+                }
+            });
+            let mut deadline = now + Duration::from_secs(1);
+            for d in [self.client.poll_timeout(), media_deadline, played_since.map(|_| next_rr)]
+                .into_iter()
+                .flatten()
+            {
+                deadline = deadline.min(d);
+            }
+
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    self.teardown().await;
+                    return SessionEnd::Stopped;
+                }
+                read = self.reader.read(&mut rbuf) => match read {
+                    Ok(0) => return SessionEnd::Failed(SessionError::Closed),
+                    Ok(n) => self.client.handle_input(&rbuf[..n], Instant::now()),
+                    Err(e) => return SessionEnd::Failed(SessionError::Io(e.to_string())),
+                },
+                Some((role, data)) = recv_opt(&mut self.udp_rx) => {
+                    CameraStats::add(&ctx.stats.bytes_received, data.len() as u64);
+                    match role {
+                        UdpRole::Rtp(i) => {
+                            last_media = Some(Instant::now());
+                            self.on_rtp(i, data, ctx);
+                        }
+                        UdpRole::Rtcp(i) => self.on_rtcp(i, &data),
+                    }
+                }
+                _ = sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.client.handle_timeout(now);
+                    if let Some(d) = media_deadline {
+                        if now >= d {
+                            let err = if params.udp_probe.is_some()
+                                && ctx.stats.rtp_packets_received.load(std::sync::atomic::Ordering::Relaxed) == 0
+                            {
+                                SessionError::NoUdpMedia(params.udp_probe.unwrap_or_default().as_secs())
+                            } else {
+                                SessionError::MediaTimeout(params.media_timeout.as_secs())
+                            };
+                            return self.fail_with_teardown(err).await;
+                        }
+                    }
+                    if played_since.is_some() && now >= next_rr {
+                        self.send_receiver_reports().await;
+                        next_rr = now + RR_INTERVAL;
+                    }
+                }
+            }
+            // Interleaved media arrives as client events; note its arrival.
+            if self.tcp_media_seen {
+                last_media = Some(Instant::now());
+                self.tcp_media_seen = false;
+            }
+        }
+    }
+}
+
+impl Driver {
+    fn playing(&self) -> bool {
+        self.playing
+    }
+
+    /// Writes everything the client queued.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        while let Some(bytes) = self.client.poll_transmit() {
+            match timeout(WRITE_TIMEOUT, self.writer.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(SessionError::Io(e.to_string())),
+                Err(_) => return Err(SessionError::Io("the camera stopped reading our requests".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one client event; `Some` ends the session.
+    async fn on_event(
+        &mut self,
+        event: Event,
+        params: &SessionParams,
+        ctx: &SessionContext<'_>,
+    ) -> Result<Option<SessionEnd>, SessionError> {
+        match event {
+            Event::Described(presentation) => {
+                let requests = self.choose_streams(&presentation, params, ctx).await?;
+                self.client.setup(requests, Instant::now());
+            }
+            Event::Playing(setups) => self.on_playing(setups, ctx).await?,
+            Event::Interleaved { channel, data } => {
+                CameraStats::add(&ctx.stats.bytes_received, data.len() as u64 + 4);
+                let found = self.streams.iter().position(|s| s.channels.is_some_and(|(rtp, rtcp)| rtp == channel || rtcp == channel));
+                if let Some(i) = found {
+                    let (rtp, _) = self.streams[i].channels.unwrap_or_default();
+                    if channel == rtp {
+                        self.tcp_media_seen = true;
+                        self.on_rtp(i, data, ctx);
+                    } else {
+                        self.on_rtcp(i, &data);
+                    }
+                }
+            }
+            Event::Redirect(url) => return Ok(Some(SessionEnd::Redirect(url))),
+            Event::TornDown => return Ok(Some(SessionEnd::Stopped)),
+            Event::Failed(e) => return Err(SessionError::Rtsp(e)),
+        }
+        Ok(None)
+    }
+
+    /// Picks the H.264 video stream and a pass-through audio stream, prepares
+    /// their receivers and returns the SETUP requests.
+    async fn choose_streams(
+        &mut self,
+        p: &Presentation,
+        params: &SessionParams,
+        ctx: &SessionContext<'_>,
+    ) -> Result<Vec<(usize, TransportRequest)>, SessionError> {
+        let sdp = String::from_utf8_lossy(&p.sdp).into_owned();
+        let server = self.client.server().map(str::to_string).or_else(|| p.tool.clone());
+        let video = p.streams.iter().position(|s| s.media == "video" && s.encoding == "H264");
+        let Some(video) = video else {
+            let offered: Vec<String> = p.streams.iter().map(|s| format!("{} {}", s.media, s.encoding)).collect();
+            ctx.status.send_modify(|st| {
+                st.sdp = Some(redact_url(&sdp));
+                st.server = server;
+            });
+            return Err(SessionError::UnsupportedCodec(offered.join(", ")));
+        };
+        let audio = p
+            .streams
+            .iter()
+            .position(|s| s.media == "audio" && PASSTHROUGH_AUDIO.contains(&s.encoding.as_str()));
+
+        let vdesc = &p.streams[video];
+        let params_from_sdp = vdesc.fmtp_param("sprop-parameter-sets").and_then(|v| ParameterSets::from_sprop(v).ok());
+        let audio_info = audio.map(|i| {
+            let d = &p.streams[i];
+            AudioInfo {
+                encoding: d.encoding.clone(),
+                clock_rate: d.clock_rate,
+                channels: d.channels,
+                payload_type: d.payload_type,
+                fmtp: d.fmtp.clone(),
+            }
+        });
+        ctx.status.send_modify(|st| {
+            st.sdp = Some(redact_url(&sdp));
+            st.server = server;
+            st.video = Some(describe_video("H264", params_from_sdp.as_ref()));
+            st.audio = audio_info.as_ref().map(|a| format!("{}/{}", a.encoding, a.clock_rate));
+        });
+        ctx.hub.set_info(StreamInfo { video_params: params_from_sdp.clone(), audio: audio_info });
+
+        let mut chosen = vec![(video, StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp))))];
+        if let Some(a) = audio {
+            chosen.push((a, StreamKind::Audio));
+        }
+        let mut requests = Vec::new();
+        let mut udp_sockets = Vec::new();
+        for (n, (index, kind)) in chosen.into_iter().enumerate() {
+            let request = match params.carrier {
+                Carrier::Tcp => TransportRequest::Tcp { rtp_channel: (n * 2) as u8 },
+                Carrier::Udp => {
+                    let (rtp, rtcp) = bind_udp_pair(self.local_ip).await.map_err(|e| SessionError::Io(format!("cannot bind a UDP port pair: {e}")))?;
+                    let port = rtp.local_addr().map_err(|e| SessionError::Io(e.to_string()))?.port();
+                    udp_sockets.push((n, rtp, rtcp));
+                    TransportRequest::Udp { rtp_port: port }
+                }
+            };
+            requests.push((index, request));
+            self.streams.push(MediaStream {
+                index,
+                clock_rate: p.streams[index].clock_rate.max(1),
+                kind,
+                channels: None,
+                rtcp_dest: None,
+                rtcp_socket: None,
+                stats: rtcp::ReceiverStats::default(),
+                last_seq: None,
+                last_sr: None,
+                ssrc: None,
+            });
+        }
+        if !udp_sockets.is_empty() {
+            // Bounded: a flood of datagrams is dropped here, not queued.
+            let (tx, rx) = mpsc::channel(1024);
+            for (n, rtp, rtcp) in udp_sockets {
+                let rtcp = Arc::new(rtcp);
+                self.streams[n].rtcp_socket = Some(rtcp.clone());
+                self.udp_tasks.spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
+                self.udp_tasks.spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
+            }
+            self.udp_rx = Some(rx);
+        }
+        Ok(requests)
+    }
+
+    async fn on_playing(&mut self, setups: Vec<StreamSetup>, ctx: &SessionContext<'_>) -> Result<(), SessionError> {
+        for setup in setups {
+            let Some(stream) = self.streams.iter_mut().find(|s| s.index == setup.stream) else { continue };
+            match setup.request {
+                TransportRequest::Tcp { rtp_channel } => {
+                    stream.channels = Some(setup.channels.unwrap_or((rtp_channel, rtp_channel.wrapping_add(1))));
+                }
+                TransportRequest::Udp { .. } => {
+                    if let Some((_, server_rtcp)) = setup.server_ports {
+                        stream.rtcp_dest = Some(SocketAddr::new(self.peer_ip, server_rtcp));
+                    }
+                }
+            }
+        }
+        self.playing = true;
+        ctx.status.send_modify(|st| {
+            st.state = CameraState::Playing;
+            st.since = std::time::SystemTime::now();
+        });
+        tracing::info!(transport = ?self.streams.first().map(|s| s.channels.is_some()), "playing");
+        // An early receiver report opens NAT/firewall state towards the camera.
+        self.send_receiver_reports().await;
+        Ok(())
+    }
+
+    /// One RTP packet of stream `i`.
+    fn on_rtp(&mut self, i: usize, data: Bytes, ctx: &SessionContext<'_>) {
+        let Some(stream) = self.streams.get_mut(i) else { return };
+        let pkt = match RtpPacket::parse(data) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "dropping a non-RTP packet");
+                return;
+            }
+        };
+        CameraStats::add(&ctx.stats.rtp_packets_received, 1);
+        if let Some(last) = stream.last_seq {
+            let gap = pkt.sequence.wrapping_sub(last.wrapping_add(1));
+            if gap != 0 && gap < 0x8000 {
+                CameraStats::add(&ctx.stats.rtp_packets_lost, u64::from(gap));
+            }
+        }
+        stream.last_seq = Some(pkt.sequence);
+        stream.ssrc = Some(pkt.ssrc);
+        let _ = stream.stats.on_packet(pkt.sequence, pkt.timestamp, arrival_units(stream.clock_rate));
+        let now = Instant::now();
+        match &mut stream.kind {
+            StreamKind::Video(depacketizer) => {
+                depacketizer.push(&pkt);
+                let before = ctx.hub.info().video_params;
+                while let Some(au) = depacketizer.pull() {
+                    publish_video(au, ctx, now);
+                }
+                let params = depacketizer.parameter_sets().cloned();
+                if params.is_some() && params != before {
+                    let mut info = ctx.hub.info();
+                    ctx.status.send_modify(|st| st.video = Some(describe_video("H264", params.as_ref())));
+                    info.video_params = params;
+                    ctx.hub.set_info(info);
+                }
+            }
+            StreamKind::Audio => {
+                ctx.hub.publish(MediaEvent::Audio(Arc::new(AudioPacket {
+                    payload: pkt.payload(),
+                    timestamp: pkt.timestamp,
+                    marker: pkt.marker,
+                    generation: ctx.generation,
+                    received: now,
+                })));
+            }
+        }
+    }
+
+    /// One RTCP packet of stream `i`: remember the sender report for LSR/DLSR.
+    fn on_rtcp(&mut self, i: usize, data: &[u8]) {
+        if let Some(stream) = self.streams.get_mut(i) {
+            if let Some(sr) = rtcp::parse_sender_report(data) {
+                stream.last_sr = Some((sr.lsr(), Instant::now()));
+            }
+        }
+    }
+
+    /// Sends one RTCP receiver report per stream (RFC 3550 6.4.2).
+    async fn send_receiver_reports(&mut self) {
+        for i in 0..self.streams.len() {
+            let stream = &mut self.streams[i];
+            let Some(ssrc) = stream.ssrc else { continue };
+            let (lsr, dlsr) = match stream.last_sr {
+                Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
+                None => (0, 0),
+            };
+            let block = stream.stats.report_block(ssrc, lsr, dlsr);
+            let mut out = Vec::with_capacity(64);
+            rtcp::write_receiver_report(&mut out, self.rr_ssrc, &[block], "camgate");
+            if let Some((_, rtcp_channel)) = stream.channels {
+                self.client.send_interleaved(rtcp_channel, &out);
+            } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
+                let _ = sock.send_to(&out, dest).await;
+            }
+        }
+        let _ = self.flush().await;
+    }
+
+    /// Sends TEARDOWN and waits briefly for the answer: old live555 cameras
+    /// keep streaming into sessions that were not torn down.
+    async fn teardown(&mut self) {
+        self.client.teardown(Instant::now());
+        if self.flush().await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + TEARDOWN_WAIT;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while let Some(event) = self.client.poll_event() {
+                if matches!(event, Event::TornDown | Event::Failed(_)) {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.reader.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.client.handle_input(&buf[..n], Instant::now()),
+                _ => return,
+            }
+        }
+    }
+
+    /// Tears the session down (when the connection still works) and fails.
+    async fn fail_with_teardown(&mut self, e: SessionError) -> SessionEnd {
+        if !matches!(e, SessionError::Closed | SessionError::Io(_)) {
+            self.teardown().await;
+        }
+        SessionEnd::Failed(e)
+    }
+
+    /// Closes the connection and stops the UDP readers.
+    async fn shutdown(&mut self) {
+        self.udp_tasks.abort_all();
+        let _ = self.writer.shutdown().await;
+        while self.udp_tasks.join_next().await.is_some() {}
+    }
+}
+
+fn publish_video(au: AccessUnit, ctx: &SessionContext<'_>, now: Instant) {
+    CameraStats::add(&ctx.stats.frames_received, 1);
+    if au.is_idr() {
+        CameraStats::add(&ctx.stats.keyframes_received, 1);
+    }
+    if au.damaged {
+        CameraStats::add(&ctx.stats.frames_damaged, 1);
+    }
+    ctx.hub.publish(MediaEvent::Video(Arc::new(VideoFrame { au, generation: ctx.generation, received: now })));
+}
+
+/// `H264 640x360` (or just the codec when the SPS is unknown).
+fn describe_video(codec: &str, params: Option<&ParameterSets>) -> String {
+    match params.and_then(|p| crate::codec_info::parse_sps(&p.sps)) {
+        Some(info) => format!("{codec} {}x{} {} {}", info.width, info.height, info.profile, info.level),
+        None => codec.to_string(),
+    }
+}
+
+/// Arrival time in units of `clock_rate`, for RFC 3550 jitter.
+fn arrival_units(clock_rate: u32) -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    (start.elapsed().as_secs_f64() * f64::from(clock_rate)) as u64 as u32
+}
+
+/// Binds an even RTP port and the odd port above it on `ip`.
+async fn bind_udp_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+    let mut last_err = io::Error::other("no port pair found");
+    for _ in 0..32 {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(last_err)
+}
+
+/// Forwards datagrams from one socket to the session loop. Drops when the
+/// loop is behind rather than queueing without bound.
+async fn udp_reader(socket: Arc<UdpSocket>, role: UdpRole, tx: mpsc::Sender<(UdpRole, Bytes)>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        buf.reserve(2048);
+        match socket.recv_buf(&mut buf).await {
+            Ok(_) => {
+                let data = buf.split().freeze();
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((role, data)) {
+                    return;
+                }
+            }
+            Err(e) => {
+                // ICMP port unreachable surfaces as an error on some systems;
+                // keep reading.
+                tracing::debug!(error = %e, "udp receive error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves `host:port` to the first address.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, SessionError> {
+    let host_for_err = host.to_string();
+    let target = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    match tokio::net::lookup_host(target).await {
+        Ok(mut addrs) => addrs.next().ok_or(SessionError::Resolve { host: host_for_err, reason: "no address".into() }),
+        Err(e) => Err(SessionError::Resolve { host: host_for_err, reason: e.to_string() }),
+    }
+}

@@ -1,0 +1,296 @@
+//! Plain RTP egress (RFC 3550, RFC 6184): each `rtp_out` destination gets the
+//! camera's video on its port and audio on port + 2, with one SSRC per stream
+//! and sequence numbers and timestamps that continue across camera
+//! reconnects, plus the SDP file a consumer needs.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::camera::hub::{AudioInfo, StreamInfo};
+use crate::camera::{CameraStats, Hub, MediaEvent};
+use crate::config::RtpOut;
+use crate::h264::packetizer::{Packetizer, Payload};
+use crate::rtp::RtpPacket;
+
+/// Dynamic payload type of the H.264 stream we send.
+pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
+/// Dynamic payload type for audio with no static number.
+pub const AUDIO_DYNAMIC_PAYLOAD_TYPE: u8 = 97;
+
+/// Maps one input timeline (which restarts with each camera session) onto a
+/// continuous output timeline.
+#[derive(Debug)]
+pub struct Timeline {
+    /// Output clock rate in Hz.
+    clock_rate: u32,
+    /// Session generation the mapping was made for.
+    generation: u64,
+    /// Input timestamp that maps to `out_base`.
+    in_base: u32,
+    /// Output timestamp of `in_base`.
+    out_base: u32,
+    /// Last output timestamp and when it was produced.
+    last: Option<(u32, Instant)>,
+}
+
+impl Timeline {
+    /// A timeline starting at a random output timestamp.
+    pub fn new(clock_rate: u32) -> Self {
+        Timeline { clock_rate, generation: u64::MAX, in_base: 0, out_base: rand::random(), last: None }
+    }
+
+    /// The output timestamp for input `ts` of `generation` arriving at `now`.
+    /// A new generation continues from the last output timestamp plus the
+    /// wall-clock time since, so the consumer sees no jump.
+    pub fn map(&mut self, generation: u64, ts: u32, now: Instant) -> u32 {
+        if generation != self.generation {
+            self.generation = generation;
+            self.in_base = ts;
+            if let Some((last_ts, at)) = self.last {
+                let elapsed = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
+                self.out_base = last_ts.wrapping_add((elapsed as u32).max(1));
+            }
+        }
+        let out = self.out_base.wrapping_add(ts.wrapping_sub(self.in_base));
+        self.last = Some((out, now));
+        out
+    }
+}
+
+/// One outgoing RTP stream: SSRC, sequence numbers, timeline.
+#[derive(Debug)]
+struct OutStream {
+    ssrc: u32,
+    seq: u16,
+    timeline: Timeline,
+    packets: u64,
+    octets: u64,
+}
+
+impl OutStream {
+    fn new(clock_rate: u32) -> Self {
+        OutStream { ssrc: rand::random(), seq: rand::random(), timeline: Timeline::new(clock_rate), packets: 0, octets: 0 }
+    }
+}
+
+/// Sends a camera's media to one destination until cancelled.
+pub async fn run_rtp_out(
+    out: RtpOut,
+    payload_size: usize,
+    hub: Arc<Hub>,
+    stats: Arc<CameraStats>,
+    cancel: CancellationToken,
+) {
+    let socket = match bind_sender(&out).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(destination = %out.destination, error = %e, "cannot open the RTP output socket");
+            return;
+        }
+    };
+    let video_dest = out.destination;
+    let audio_dest = SocketAddr::new(out.destination.ip(), out.destination.port().wrapping_add(2));
+    let mut rx = hub.subscribe();
+    let mut info_rx = hub.watch_info();
+    let mut packetizer = Packetizer::new(payload_size);
+    let mut video = OutStream::new(90_000);
+    let mut audio: Option<(OutStream, AudioInfo)> = None;
+    let mut payloads: Vec<Payload> = Vec::with_capacity(64);
+    let mut buf = Vec::with_capacity(payload_size + 12);
+    // Start (and restart after damage or lag) at a keyframe, so the consumer's
+    // decoder never sees a picture whose references it lacks.
+    let mut wait_keyframe = true;
+    tracing::info!(destination = %video_dest, "rtp output started");
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            ev = rx.recv() => ev,
+        };
+        match event {
+            Ok(MediaEvent::Video(frame)) => {
+                if frame.au.damaged {
+                    wait_keyframe = true;
+                    continue;
+                }
+                if wait_keyframe {
+                    if !frame.au.is_idr() {
+                        continue;
+                    }
+                    wait_keyframe = false;
+                }
+                let ts = video.timeline.map(frame.generation, frame.au.timestamp, frame.received);
+                payloads.clear();
+                {
+                    let info = info_rx.borrow_and_update();
+                    packetizer.packetize(&frame.au, info.video_params.as_ref(), &mut payloads);
+                }
+                for p in &payloads {
+                    send(&socket, &mut buf, &mut video, VIDEO_PAYLOAD_TYPE, p.marker, ts, &p.data, video_dest, &stats).await;
+                }
+            }
+            Ok(MediaEvent::Audio(pkt)) => {
+                let info = info_rx.borrow_and_update().audio.clone();
+                let Some(info) = info else { continue };
+                if audio.as_ref().is_none_or(|(_, current)| *current != info) {
+                    // A new or changed audio stream starts a new RTP stream.
+                    audio = Some((OutStream::new(info.clock_rate), info));
+                }
+                let (stream, info) = audio.as_mut().expect("audio is set just above");
+                let pt = out_audio_payload_type(info);
+                let ts = stream.timeline.map(pkt.generation, pkt.timestamp, pkt.received);
+                send(&socket, &mut buf, stream, pt, pkt.marker, ts, &pkt.payload, audio_dest, &stats).await;
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "rtp output fell behind; resuming at the next keyframe");
+                CameraStats::add(&stats.consumer_frames_skipped, n);
+                wait_keyframe = true;
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+    tracing::info!(destination = %video_dest, packets = video.packets, octets = video.octets, "rtp output stopped");
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    socket: &UdpSocket,
+    buf: &mut Vec<u8>,
+    stream: &mut OutStream,
+    payload_type: u8,
+    marker: bool,
+    ts: u32,
+    payload: &[u8],
+    dest: SocketAddr,
+    stats: &CameraStats,
+) {
+    buf.clear();
+    RtpPacket::write(buf, marker, payload_type, stream.seq, ts, stream.ssrc, payload);
+    stream.seq = stream.seq.wrapping_add(1);
+    stream.packets += 1;
+    stream.octets += payload.len() as u64;
+    CameraStats::add(&stats.egress_packets, 1);
+    CameraStats::add(&stats.egress_bytes, buf.len() as u64);
+    if let Err(e) = socket.send_to(buf, dest).await {
+        // A consumer that is not listening yet (ICMP port unreachable) is
+        // normal; RTP is fire and forget.
+        tracing::trace!(error = %e, "rtp send failed");
+    }
+}
+
+/// Static payload types keep their number; others get a dynamic one.
+fn out_audio_payload_type(info: &AudioInfo) -> u8 {
+    if info.payload_type < 96 {
+        info.payload_type
+    } else {
+        AUDIO_DYNAMIC_PAYLOAD_TYPE
+    }
+}
+
+async fn bind_sender(out: &RtpOut) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = match out.destination.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(ip) if ip.is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    if out.destination.ip().is_multicast() {
+        match out.destination.ip() {
+            IpAddr::V4(_) => socket.set_multicast_ttl_v4(out.ttl)?,
+            IpAddr::V6(_) => socket2::SockRef::from(&socket).set_multicast_hops_v6(out.ttl)?,
+        }
+    }
+    Ok(socket)
+}
+
+/// The SDP (RFC 8866) a consumer opens to receive `out` of `camera_id`.
+pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String {
+    let ip = out.destination.ip();
+    let (net, origin) = match ip {
+        IpAddr::V4(_) => ("IP4", "127.0.0.1"),
+        IpAddr::V6(_) => ("IP6", "::1"),
+    };
+    let conn = if ip.is_multicast() && ip.is_ipv4() { format!("{ip}/{}", out.ttl) } else { ip.to_string() };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "v=0\r\no=- 0 0 IN {net} {origin}\r\ns=camgate {camera_id}\r\nc=IN {net} {conn}\r\nt=0 0\r\n"
+    );
+    let _ = write!(
+        s,
+        "m=video {} RTP/AVP {VIDEO_PAYLOAD_TYPE}\r\na=rtpmap:{VIDEO_PAYLOAD_TYPE} H264/90000\r\n",
+        out.destination.port()
+    );
+    let mut fmtp = String::from("packetization-mode=1");
+    if let Some(p) = &info.video_params {
+        if let Some(plid) = p.profile_level_id() {
+            let _ = write!(fmtp, ";profile-level-id={plid}");
+        }
+        let _ = write!(fmtp, ";sprop-parameter-sets={}", p.to_sprop());
+    }
+    let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\na=recvonly\r\n");
+    if let Some(a) = &info.audio {
+        let pt = out_audio_payload_type(a);
+        let _ = write!(s, "m=audio {} RTP/AVP {pt}\r\n", out.destination.port().wrapping_add(2));
+        let _ = write!(s, "a=rtpmap:{pt} {}/{}", a.encoding, a.clock_rate);
+        if let Some(ch) = a.channels {
+            let _ = write!(s, "/{ch}");
+        }
+        s.push_str("\r\n");
+        if let Some(f) = &a.fmtp {
+            let _ = write!(s, "a=fmtp:{pt} {f}\r\n");
+        }
+        s.push_str("a=recvonly\r\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timeline_continues_across_generations() {
+        let mut t = Timeline::new(90_000);
+        let t0 = Instant::now();
+        let a = t.map(1, 1000, t0);
+        let b = t.map(1, 4600, t0 + Duration::from_millis(40));
+        assert_eq!(b.wrapping_sub(a), 3600);
+        // The camera restarts with an unrelated timestamp 200 ms later.
+        let c = t.map(2, 77, t0 + Duration::from_millis(240));
+        assert_eq!(c.wrapping_sub(b), 18_000);
+        let d = t.map(2, 77 + 3600, t0 + Duration::from_millis(280));
+        assert_eq!(d.wrapping_sub(c), 3600);
+    }
+
+    #[test]
+    fn timeline_wraps() {
+        let mut t = Timeline::new(90_000);
+        let t0 = Instant::now();
+        let a = t.map(1, u32::MAX - 100, t0);
+        let b = t.map(1, 3499, t0);
+        assert_eq!(b.wrapping_sub(a), 3600);
+    }
+
+    #[test]
+    fn sdp_names_ports_and_audio() {
+        let out = RtpOut { destination: "127.0.0.1:5004".parse().unwrap(), ttl: 1 };
+        let info = StreamInfo {
+            video_params: None,
+            audio: Some(AudioInfo { encoding: "PCMU".into(), clock_rate: 8000, channels: None, payload_type: 0, fmtp: None }),
+        };
+        let sdp = consumer_sdp("lobby", &out, &info);
+        assert!(sdp.contains("c=IN IP4 127.0.0.1\r\n"), "{sdp}");
+        assert!(sdp.contains("m=video 5004 RTP/AVP 96\r\n"), "{sdp}");
+        assert!(sdp.contains("m=audio 5006 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"), "{sdp}");
+        let mc = RtpOut { destination: "239.1.2.3:5004".parse().unwrap(), ttl: 4 };
+        assert!(consumer_sdp("x", &mc, &StreamInfo::default()).contains("c=IN IP4 239.1.2.3/4\r\n"));
+    }
+}

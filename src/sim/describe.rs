@@ -1,0 +1,173 @@
+//! Pure helpers of the sim's RTSP server: SDP (RFC 4566, RFC 6184 section
+//! 8), `Transport` parsing (RFC 2326 section 12.39) and control URLs.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::clip::{Clip, FPS};
+use super::stream::{Track, AUDIO_PT, VIDEO_PT};
+
+/// A transport the client asked for in SETUP that the sim can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestedTransport {
+    /// `RTP/AVP/TCP;interleaved=a-b`; channels chosen by the server if absent.
+    Tcp {
+        /// `(rtp, rtcp)` channels, if the client named them.
+        channels: Option<(u8, u8)>,
+    },
+    /// `RTP/AVP;unicast;client_port=a-b`.
+    Udp {
+        /// `(rtp, rtcp)` ports of the client.
+        client_ports: (u16, u16),
+    },
+}
+
+/// The first acceptable transport of a `Transport` header value (a comma
+/// separated list of alternatives). Multicast is not offered.
+pub(crate) fn parse_transport(value: &str) -> Option<RequestedTransport> {
+    value.split(',').find_map(parse_one_transport)
+}
+
+fn parse_one_transport(spec: &str) -> Option<RequestedTransport> {
+    let mut parts = spec.split(';').map(str::trim);
+    let proto = parts.next()?.to_ascii_uppercase();
+    let tcp = match proto.as_str() {
+        "RTP/AVP" | "RTP/AVP/UDP" => false,
+        "RTP/AVP/TCP" => true,
+        _ => return None,
+    };
+    let mut channels = None;
+    let mut client_ports = None;
+    for p in parts {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "multicast" => return None,
+            "interleaved" => channels = Some(parse_pair::<u8>(v)?),
+            "client_port" => client_ports = Some(parse_pair::<u16>(v)?),
+            _ => {}
+        }
+    }
+    if tcp {
+        Some(RequestedTransport::Tcp { channels })
+    } else {
+        client_ports.map(|client_ports| RequestedTransport::Udp { client_ports })
+    }
+}
+
+/// `a-b` or `a` (then `b = a + 1`).
+fn parse_pair<T>(v: &str) -> Option<(T, T)>
+where
+    T: std::str::FromStr + Copy + TryFrom<u32> + Into<u32>,
+{
+    let (a, b) = match v.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let a: T = v.trim().parse().ok()?;
+            (a, T::try_from(a.into() + 1).ok()?)
+        }
+    };
+    Some((a, b))
+}
+
+/// The track a control URL names (`.../trackID=N`), if any.
+pub(crate) fn track_of(url: &str) -> Option<Track> {
+    let at = url.rfind("trackID=")?;
+    let digits: String =
+        url[at + "trackID=".len()..].chars().take_while(char::is_ascii_digit).collect();
+    Track::from_id(digits.parse().ok()?)
+}
+
+/// Whether the URL's query keeps the audio track (`?audio=0` drops it).
+pub(crate) fn audio_enabled(url: &url::Url) -> bool {
+    !url.query_pairs().any(|(k, v)| k == "audio" && (v == "0" || v == "false" || v == "off"))
+}
+
+/// `Content-Base` for a DESCRIBE of `url`: the URL without its query and
+/// with a trailing `/`, so that both naive clients (which append
+/// `/trackID=0`) and RFC 3986 resolvers (which replace the last segment of
+/// a base without `/`) reach the same track URL. The query is dropped
+/// because it only shapes the SDP.
+pub(crate) fn content_base(url: &url::Url) -> String {
+    let mut base = url.clone();
+    base.set_query(None);
+    base.set_fragment(None);
+    let mut s = base.to_string();
+    if !s.ends_with('/') {
+        s.push('/');
+    }
+    s
+}
+
+/// The SDP of a sim camera.
+pub(crate) fn sdp(clip: &Clip, audio: bool, origin: IpAddr, session_id: u64) -> String {
+    let ip_ver = if origin.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = String::with_capacity(512);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        s,
+        "v=0\r\n\
+         o=- {session_id} 1 IN {ip_ver} {origin}\r\n\
+         s=camgate sim\r\n\
+         c=IN {ip_ver} {unspec}\r\n\
+         t=0 0\r\n\
+         a=tool:camgate\r\n\
+         a=range:npt=0-\r\n\
+         m=video 0 RTP/AVP {VIDEO_PT}\r\n\
+         a=rtpmap:{VIDEO_PT} H264/90000\r\n\
+         a=fmtp:{VIDEO_PT} packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={sprop}\r\n\
+         a=framerate:{FPS}\r\n\
+         a=control:trackID=0\r\n",
+        unspec = if origin.is_ipv4() { "0.0.0.0" } else { "::" },
+        pli = clip.profile_level_id,
+        sprop = clip.sprop,
+    );
+    if audio {
+        let _ = write!(
+            s,
+            "m=audio 0 RTP/AVP {AUDIO_PT}\r\n\
+             a=rtpmap:{AUDIO_PT} PCMU/8000\r\n\
+             a=control:trackID=1\r\n"
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports() {
+        use RequestedTransport::*;
+        assert_eq!(
+            parse_transport("RTP/AVP/TCP;unicast;interleaved=0-1"),
+            Some(Tcp { channels: Some((0, 1)) })
+        );
+        assert_eq!(parse_transport("RTP/AVP/TCP;unicast"), Some(Tcp { channels: None }));
+        assert_eq!(
+            parse_transport("RTP/AVP;unicast;client_port=5000-5001"),
+            Some(Udp { client_ports: (5000, 5001) })
+        );
+        assert_eq!(
+            parse_transport("RTP/AVP;multicast, RTP/AVP/UDP;unicast;client_port=7000"),
+            Some(Udp { client_ports: (7000, 7001) })
+        );
+        for bad in ["", "RTP/SAVP;unicast;client_port=1-2", "RTP/AVP;unicast", "RTP/AVP/TCP;interleaved=300-301", "RTP/AVP;client_port=65535", ";;;,,"] {
+            assert_eq!(parse_transport(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_urls() {
+        assert_eq!(track_of("rtsp://h/cam/trackID=1"), Some(Track::Audio));
+        assert_eq!(track_of("rtsp://h/cam?audio=0/trackID=0"), Some(Track::Video));
+        assert_eq!(track_of("rtsp://h/cam/trackID=7"), None);
+        assert_eq!(track_of("rtsp://h/cam/"), None);
+        let u = url::Url::parse("rtsp://127.0.0.1:8554/cam?audio=0").unwrap();
+        assert!(!audio_enabled(&u));
+        assert_eq!(content_base(&u), "rtsp://127.0.0.1:8554/cam/");
+        let u = url::Url::parse("rtsp://127.0.0.1:8554/cam/").unwrap();
+        assert!(audio_enabled(&u));
+        assert_eq!(content_base(&u), "rtsp://127.0.0.1:8554/cam/");
+    }
+}
