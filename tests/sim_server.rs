@@ -99,10 +99,11 @@ fn assert_clean_pull(run: &FfmpegRun, seconds: u32, audio: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_pulls_over_tcp_and_udp() {
     let sim = Sim::start(SimOptions::default()).await;
+    let (cam, other, no_audio) = (sim.url("cam"), sim.url("other"), sim.url("cam?audio=0"));
     let (tcp, udp, tcp_no_audio) = tokio::join!(
-        ffmpeg_pull(&sim.url("cam"), "tcp", 5),
-        ffmpeg_pull(&sim.url("other"), "udp", 5),
-        ffmpeg_pull(&sim.url("cam?audio=0"), "tcp", 3),
+        ffmpeg_pull(&cam, "tcp", 5),
+        ffmpeg_pull(&other, "udp", 5),
+        ffmpeg_pull(&no_audio, "tcp", 3),
     );
     assert_clean_pull(&tcp, 5, true);
     assert_clean_pull(&udp, 5, true);

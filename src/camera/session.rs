@@ -647,8 +647,16 @@ impl Driver {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             while let Some(event) = self.client.poll_event() {
-                if matches!(event, Event::TornDown | Event::Failed(_)) {
-                    return;
+                match event {
+                    Event::TornDown => {
+                        tracing::info!("TEARDOWN answered");
+                        return;
+                    }
+                    Event::Failed(e) => {
+                        tracing::debug!(error = %e, "TEARDOWN failed");
+                        return;
+                    }
+                    _ => {}
                 }
             }
             match tokio::time::timeout_at(deadline, self.reader.read(&mut buf)).await {
@@ -722,7 +730,8 @@ async fn bind_udp_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
 async fn udp_reader(socket: Arc<UdpSocket>, role: UdpRole, tx: mpsc::Sender<(UdpRole, Bytes)>) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        buf.reserve(2048);
+        // Room for any datagram a camera sends (jumbo frames included).
+        buf.reserve(16 * 1024);
         match socket.recv_buf(&mut buf).await {
             Ok(_) => {
                 let data = buf.split().freeze();

@@ -237,18 +237,21 @@ mod tests {
     }
 
     /// What the depacketizer should return for `au`: AUDs gone, and for an
-    /// IDR the parameter sets (the AU's own first, else `params`) first.
+    /// IDR the parameter sets (the AU's own, else `params`) in place of the
+    /// first SPS/PPS or just before the first IDR slice.
     fn expected(au: &AccessUnit, params: &ParameterSets) -> Vec<Bytes> {
         let kind = |n: &Bytes| n[0] & 0x1f;
+        let is_ps = |n: &Bytes| kind(n) == nal_type::SPS || kind(n) == nal_type::PPS;
+        let idr = au.is_idr();
+        let own = |t| au.nals.iter().find(|n| kind(n) == t).cloned();
+        let at = au.nals.iter().position(|n| is_ps(n) || kind(n) == nal_type::IDR);
         let mut out: Vec<Bytes> = Vec::new();
-        if au.is_idr() {
-            let own = |t| au.nals.iter().find(|n| kind(n) == t).cloned();
-            out.push(own(nal_type::SPS).unwrap_or_else(|| params.sps.clone()));
-            out.push(own(nal_type::PPS).unwrap_or_else(|| params.pps.clone()));
-        }
-        for n in &au.nals {
-            let skip = kind(n) == nal_type::AUD || (au.is_idr() && (kind(n) == nal_type::SPS || kind(n) == nal_type::PPS));
-            if !skip {
+        for (i, n) in au.nals.iter().enumerate() {
+            if idr && at == Some(i) {
+                out.push(own(nal_type::SPS).unwrap_or_else(|| params.sps.clone()));
+                out.push(own(nal_type::PPS).unwrap_or_else(|| params.pps.clone()));
+            }
+            if kind(n) != nal_type::AUD && !(idr && is_ps(n)) {
                 out.push(n.clone());
             }
         }

@@ -81,10 +81,10 @@ fn non_empty(v: &str) -> Option<String> {
 }
 
 /// `a-b` or `a` (meaning `a-(a+1)`).
-fn parse_pair<T: std::str::FromStr + Copy>(v: &str, next: fn(T, T) -> T) -> Option<(T, T)>
-where
-    T: From<u8>,
-{
+fn parse_pair<T: std::str::FromStr + Copy + From<u8>>(
+    v: &str,
+    next: fn(T, T) -> T,
+) -> Option<(T, T)> {
     let v = v.trim();
     match v.split_once('-') {
         Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),

@@ -2,7 +2,7 @@
 """An RTSP server nobody on this team wrote: GStreamer's rtsp-server, for
 interop tests. Serves /test (H.264 + PCMU) on 127.0.0.1 with Digest auth.
 
-Usage: gst_rtsp_server.py USER PASSWORD
+Usage: gst_rtsp_server.py USER PASSWORD [PORT]
 Prints "READY <port>" once listening; runs until killed.
 """
 import sys
@@ -16,10 +16,11 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 Gst.init(None)
 user, password = sys.argv[1], sys.argv[2]
+port = sys.argv[3] if len(sys.argv) > 3 else "0"
 
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
-server.set_service("0")
+server.set_service(port)
 
 factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch(
@@ -30,7 +31,8 @@ factory.set_launch(
     "audiotestsrc is-live=true wave=sine freq=1000 "
     "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
 )
-factory.set_shared(True)
+# Not shared: each session starts its own encoder, so it begins at a keyframe.
+factory.set_shared(False)
 factory.add_role_from_structure(
     Gst.Structure.from_string(
         "camgate, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"

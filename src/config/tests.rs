@@ -1,0 +1,684 @@
+//! Unit tests: each rule of `docs/config.md`, with the exact line reported.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+
+use super::validate;
+use super::{Config, ConfigError, TransportMode};
+
+const FILE: &str = "cameras.toml";
+
+/// Parses with an environment holding only `LOBBY_PASSWORD=from-env`.
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let env = |name: &str| (name == "LOBBY_PASSWORD").then(|| OsString::from("from-env"));
+    validate::parse(text, FILE, &env)
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got: {e}"),
+    }
+}
+
+/// The line and message of the error `text` must produce.
+fn err(text: &str) -> (usize, String) {
+    match parse(text) {
+        Err(ConfigError::Invalid {
+            file,
+            line,
+            message,
+        }) => {
+            assert_eq!(file, FILE);
+            (line, message)
+        }
+        Err(e) => panic!("unexpected error kind: {e}"),
+        Ok(c) => panic!("expected an error, got {c:?}"),
+    }
+}
+
+/// Asserts the error's line and that its message contains every `parts`.
+#[track_caller]
+fn assert_err(text: &str, line: usize, parts: &[&str]) {
+    let (got_line, message) = err(text);
+    for part in parts {
+        assert!(message.contains(part), "message {message:?} lacks {part:?}");
+    }
+    assert_eq!(got_line, line, "wrong line for {message:?}");
+    assert!(!message.contains("s3cret"), "password leaked: {message}");
+}
+
+fn creds(user: &str, password: &str) -> Option<(String, String)> {
+    Some((user.to_owned(), password.to_owned()))
+}
+
+const FULL: &str = r#"# the example of docs/config.md
+[server]
+listen = "0.0.0.0:9090"
+
+[defaults]
+transport = "udp"
+rtp_payload_size = 1400
+
+[[camera]]
+id = "lobby"
+url = "rtsp://ad%40min:s3cret%2Fx@192.0.2.10:554/Streaming/Channels/101"
+transport = "tcp"
+rtp_payload_size = 1200
+
+[[camera.rtp_out]]
+destination = "127.0.0.1:5004"
+
+[[camera.rtp_out]]
+destination = "239.1.2.3:6000"
+ttl = 4
+
+[[camera]]
+id = "yard.east-2_b"
+url = "rtsp://192.0.2.11/main"
+username = "viewer"
+password_env = "LOBBY_PASSWORD"
+enabled = false
+
+[[camera]]
+id = "demo"
+url = "sim://lobby"
+username = "admin"
+password = "s3cret"
+"#;
+
+#[test]
+fn full_example() {
+    let c = ok(FULL);
+    assert_eq!(
+        c.server.listen,
+        "0.0.0.0:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.cameras.len(), 3);
+
+    let lobby = &c.cameras[0];
+    assert_eq!(lobby.id, "lobby");
+    assert_eq!(
+        lobby.url.as_str(),
+        "rtsp://192.0.2.10:554/Streaming/Channels/101"
+    );
+    assert_eq!(lobby.credentials, creds("ad@min", "s3cret/x"));
+    assert_eq!(lobby.transport, TransportMode::Tcp);
+    assert!(lobby.enabled);
+    assert_eq!(lobby.rtp_payload_size, 1200);
+    assert_eq!(lobby.line, 9);
+    assert_eq!(lobby.rtp_out.len(), 2);
+    assert_eq!(
+        lobby.rtp_out[0].destination,
+        "127.0.0.1:5004".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(lobby.rtp_out[0].ttl, 1);
+    assert_eq!(
+        lobby.rtp_out[1].destination,
+        "239.1.2.3:6000".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(lobby.rtp_out[1].ttl, 4);
+
+    let yard = &c.cameras[1];
+    assert_eq!(yard.id, "yard.east-2_b");
+    assert_eq!(yard.credentials, creds("viewer", "from-env"));
+    assert_eq!(yard.transport, TransportMode::Udp, "from [defaults]");
+    assert_eq!(yard.rtp_payload_size, 1400, "from [defaults]");
+    assert!(!yard.enabled);
+    assert_eq!(yard.line, 22);
+
+    let demo = &c.cameras[2];
+    assert_eq!(demo.url.as_str(), "sim://lobby");
+    assert_eq!(demo.credentials, creds("admin", "s3cret"));
+}
+
+#[test]
+fn empty_files_are_valid() {
+    for text in [
+        "",
+        "\n\n# nothing yet\n",
+        "[server]\n",
+        "[defaults]\n",
+        "camera = []\n",
+    ] {
+        let c = ok(text);
+        assert!(c.cameras.is_empty());
+        assert_eq!(c.server.listen, super::DEFAULT_LISTEN);
+    }
+}
+
+#[test]
+fn builtin_defaults() {
+    let c = ok("[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n");
+    let a = &c.cameras[0];
+    assert_eq!(a.transport, TransportMode::Tcp);
+    assert_eq!(a.rtp_payload_size, 1200);
+    assert!(a.enabled);
+    assert!(a.credentials.is_none());
+    assert!(a.rtp_out.is_empty());
+    assert_eq!(
+        c.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+}
+
+#[test]
+fn defaults_applied_and_overridden() {
+    let c = ok(r#"
+[defaults]
+transport = "auto"
+rtp_payload_size = 1000
+
+[[camera]]
+id = "a"
+url = "sim://a"
+
+[[camera]]
+id = "b"
+url = "sim://b"
+transport = "udp"
+rtp_payload_size = 200
+"#);
+    assert_eq!(c.cameras[0].transport, TransportMode::Auto);
+    assert_eq!(c.cameras[0].rtp_payload_size, 1000);
+    assert_eq!(c.cameras[1].transport, TransportMode::Udp);
+    assert_eq!(c.cameras[1].rtp_payload_size, 200);
+}
+
+#[test]
+fn unknown_fields() {
+    assert_err(
+        "# top\nlisten = \"x\"\n",
+        2,
+        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `camera`"],
+    );
+    assert_err(
+        "[server]\nlisten = \"127.0.0.1:1\"\nport = 1\n",
+        3,
+        &["unknown field `port` in [server], expected `listen`"],
+    );
+    assert_err(
+        "[defaults]\nenabled = false\n",
+        2,
+        &["unknown field `enabled` in [defaults], expected `transport` or `rtp_payload_size`"],
+    );
+    assert_err(
+        "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n\ntrasport = \"udp\"\n",
+        5,
+        &["unknown field `trasport` in [[camera]], expected one of `id`, `url`, `transport`"],
+    );
+    assert_err(
+        "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n[[camera.rtp_out]]\ndestination = \"127.0.0.1:5004\"\nttll = 2\n",
+        6,
+        &["unknown field `ttll` in [[camera.rtp_out]], expected `destination` or `ttl`"],
+    );
+    // The same in inline-table form.
+    assert_err(
+        "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\nrtp_out = [{ destination = \"127.0.0.1:5004\", port = 1 }]\n",
+        4,
+        &["unknown field `port` in [[camera.rtp_out]]"],
+    );
+    // A typo of a table name.
+    assert_err(
+        "\n[[cameras]]\nid = \"a\"\n",
+        2,
+        &["unknown field `cameras` at the top level"],
+    );
+}
+
+#[test]
+fn wrong_types() {
+    let cam = "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n";
+    assert_err(
+        &format!("{cam}enabled = \"yes\"\n"),
+        4,
+        &["field `enabled` in [[camera]]: invalid type: string \"yes\", expected a boolean"],
+    );
+    assert_err(
+        &format!("{cam}rtp_payload_size = \"big\"\n"),
+        4,
+        &["field `rtp_payload_size` in [[camera]]"],
+    );
+    assert_err(
+        &format!("{cam}rtp_payload_size = 1.5\n"),
+        4,
+        &["field `rtp_payload_size` in [[camera]]"],
+    );
+    assert_err(
+        &format!("{cam}transport = \"tcpx\"\n"),
+        4,
+        &["field `transport` in [[camera]]: unknown variant `tcpx`, expected one of `tcp`, `udp`, `auto`"],
+    );
+    assert_err(
+        "[defaults]\ntransport = 1\n",
+        2,
+        &["field `transport` in [defaults]"],
+    );
+    assert_err("camera = 1\n", 1, &["field `camera` at the top level"]);
+    assert_err("server = \"x\"\n", 1, &["field `server` at the top level"]);
+    assert_err(
+        "[[camera]]\nid = 7\nurl = \"sim://a\"\n",
+        2,
+        &["field `id` in [[camera]]"],
+    );
+    assert_err(
+        &format!("{cam}[[camera.rtp_out]]\ndestination = \"127.0.0.1:5004\"\nttl = \"1\"\n"),
+        6,
+        &["field `ttl` in [[camera.rtp_out]]"],
+    );
+    // A wrongly typed password is not quoted back.
+    let (line, message) = err(&format!("{cam}username = \"u\"\npassword = 987654\n"));
+    assert_eq!(line, 5);
+    assert_eq!(message, "field `password` in [[camera]]: must be a string");
+}
+
+#[test]
+fn missing_fields() {
+    assert_err(
+        "[server]\n\n[[camera]]\nid = \"a\"\n",
+        3,
+        &["missing field `url` in [[camera]]"],
+    );
+    assert_err(
+        "[[camera]]\nurl = \"sim://a\"\n",
+        1,
+        &["missing field `id` in [[camera]]"],
+    );
+    assert_err(
+        "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n[[camera.rtp_out]]\nttl = 2\n",
+        4,
+        &["missing field `destination` in [[camera.rtp_out]]"],
+    );
+}
+
+#[test]
+fn toml_syntax_errors() {
+    assert_err("[server]\nlisten = \"127.0.0.1:80\n", 2, &[]);
+    assert_err("[server\n", 1, &[]);
+    assert_err(
+        "[server]\nlisten = \"127.0.0.1:1\"\n\n[server]\n",
+        4,
+        &["duplicate key `server`"],
+    );
+    assert_err(
+        "[[camera]]\nid = \"a\"\nid = \"b\"\n",
+        3,
+        &["duplicate key `id`"],
+    );
+    // CRLF line ends count the same.
+    assert_err(
+        "[server]\r\n\r\nlisten = 5\r\n",
+        3,
+        &["field `listen` in [server]"],
+    );
+}
+
+#[test]
+fn listen() {
+    assert_eq!(
+        ok("[server]\nlisten = \"[::1]:0\"\n").server.listen,
+        "[::1]:0".parse().unwrap()
+    );
+    assert_err(
+        "[server]\nlisten = \"localhost:8080\"\n",
+        2,
+        &["[server] field `listen`: \"localhost:8080\" is not IP:port"],
+    );
+    assert_err("[server]\nlisten = \"127.0.0.1\"\n", 2, &["field `listen`"]);
+}
+
+#[test]
+fn ids() {
+    let cam = |id: &str| format!("[[camera]]\nurl = \"sim://a\"\nid = \"{id}\"\n");
+    assert_err(&cam(""), 3, &["camera #1: field `id`: is empty"]);
+    assert_err(&cam("lob by"), 3, &["field `id`: \"lob by\" contains ' '"]);
+    assert_err(&cam("caméra"), 3, &["contains 'é'"]);
+    assert_err(&cam("a/b"), 3, &["contains '/'"]);
+    assert_err(&cam(".."), 3, &["is reserved"]);
+    assert_err(
+        &cam(&"x".repeat(65)),
+        3,
+        &["is 65 characters long; the limit is 64"],
+    );
+    assert_eq!(ok(&cam(&"x".repeat(64))).cameras[0].id.len(), 64);
+
+    let twice = "[[camera]]\nid = \"lobby\"\nurl = \"sim://a\"\n\n[[camera]]\nid = \"yard\"\nurl = \"sim://b\"\n\n[[camera]]\nurl = \"sim://c\"\nid = \"lobby\"\n";
+    let (line, message) = err(twice);
+    assert_eq!(
+        (line, message.as_str()),
+        (11, "camera id \"lobby\" is used twice (first at line 2)")
+    );
+    // Ids are case-sensitive, like URL paths and metric labels.
+    ok("[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n[[camera]]\nid = \"A\"\nurl = \"sim://a\"\n");
+}
+
+fn with_url(url: &str) -> String {
+    format!("[[camera]]\nid = \"lobby\"\nurl = \"{url}\"\n")
+}
+
+#[test]
+fn urls() {
+    let (line, message) = err(&with_url("http://192.0.2.1/"));
+    assert_eq!(line, 3);
+    assert_eq!(
+        message,
+        "camera \"lobby\": field `url`: scheme \"http\" is not supported (use rtsp:// or sim://)"
+    );
+    assert_err(
+        &with_url("rtsps://h/"),
+        3,
+        &["rtsps:// is not supported yet"],
+    );
+    assert_err(&with_url("rtsp:///path"), 3, &["rtsp:// URL has no host"]);
+    assert_err(&with_url("rtsp:/path"), 3, &["no host"]);
+    assert_err(&with_url("sim://"), 3, &["sim://NAME"]);
+    assert_err(
+        &with_url("192.0.2.1/x"),
+        3,
+        &["field `url`: not a valid URL"],
+    );
+    assert_err(
+        &with_url("rtsp://u:s3cret@h:99999/"),
+        3,
+        &["not a valid URL"],
+    );
+    assert_eq!(
+        ok(&with_url("RTSP://Cam.example:8554/a?b")).cameras[0]
+            .url
+            .as_str(),
+        "rtsp://Cam.example:8554/a?b"
+    );
+}
+
+#[test]
+fn url_credentials() {
+    let c = ok(&with_url("rtsp://us%20er:p%40ss%25:x@cam/x"));
+    let cam = &c.cameras[0];
+    assert_eq!(cam.url.as_str(), "rtsp://cam/x");
+    assert_eq!(cam.credentials, creds("us er", "p@ss%:x"));
+    // A ':' can only hide in the user name percent-encoded; Basic auth
+    // cannot carry it.
+    let (line, message) = err(&with_url("rtsp://user%3Ax:s3cret@cam/x"));
+    assert_eq!(line, 3);
+    assert!(message.contains("user name contains ':'"), "{message}");
+
+    let c = ok(&with_url("rtsp://admin:s3cret%21@cam/x"));
+    assert_eq!(c.cameras[0].credentials, creds("admin", "s3cret!"));
+    let c = ok(&with_url("rtsp://admin@cam/x"));
+    assert_eq!(c.cameras[0].credentials, creds("admin", ""));
+    assert_eq!(c.cameras[0].url.as_str(), "rtsp://cam/x");
+
+    assert_err(
+        &with_url("rtsp://:s3cret@cam/"),
+        3,
+        &["field `url`: has a password but no user name"],
+    );
+    assert_err(
+        &with_url("rtsp://a%0D%0AX:s3cret@cam/"),
+        3,
+        &["control character"],
+    );
+    assert_err(&with_url("rtsp://a%FF:s3cret@cam/"), 3, &["not UTF-8"]);
+
+    let both = format!(
+        "{}username = \"admin\"\n",
+        with_url("rtsp://admin:s3cret@cam/")
+    );
+    assert_err(
+        &both,
+        3,
+        &["field `url`: has credentials, and `username`/`password`/`password_env` are set too"],
+    );
+    let both = format!(
+        "{}password_env = \"LOBBY_PASSWORD\"\n",
+        with_url("rtsp://admin@cam/")
+    );
+    assert_err(&both, 3, &["has credentials"]);
+}
+
+#[test]
+fn credential_fields() {
+    let base = with_url("rtsp://cam/x");
+    let c = ok(&format!("{base}username = \"admin\"\n"));
+    assert_eq!(c.cameras[0].credentials, creds("admin", ""));
+    let c = ok(&format!("{base}username = \"admin\"\npassword = \"\"\n"));
+    assert_eq!(c.cameras[0].credentials, creds("admin", ""));
+
+    assert_err(
+        &format!("{base}\npassword = \"s3cret\"\n"),
+        5,
+        &["camera \"lobby\": field `password`: needs `username`"],
+    );
+    assert_err(
+        &format!("{base}password_env = \"LOBBY_PASSWORD\"\n"),
+        4,
+        &["field `password_env`: needs `username`"],
+    );
+    assert_err(
+        &format!(
+            "{base}username = \"a\"\npassword = \"s3cret\"\npassword_env = \"LOBBY_PASSWORD\"\n"
+        ),
+        6,
+        &["`password` and `password_env` are both set"],
+    );
+    assert_err(
+        &format!("{base}username = \"\"\npassword = \"s3cret\"\n"),
+        4,
+        &["field `username`: is empty"],
+    );
+    assert_err(
+        &format!("{base}username = \"a:b\"\n"),
+        4,
+        &["field `username`: contains ':'"],
+    );
+    assert_err(
+        &format!("{base}username = \"a\\r\\nX: y\"\n"),
+        4,
+        &["field `username`: contains a control character"],
+    );
+}
+
+#[test]
+fn password_env() {
+    let base = format!("{}username = \"admin\"\n", with_url("rtsp://cam/x"));
+    let c = ok(&format!("{base}password_env = \"LOBBY_PASSWORD\"\n"));
+    assert_eq!(c.cameras[0].credentials, creds("admin", "from-env"));
+
+    let (line, message) = err(&format!("{base}password_env = \"NOT_SET_ANYWHERE\"\n"));
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "camera \"lobby\": field `password_env`: environment variable NOT_SET_ANYWHERE is not set"
+    );
+    assert_err(
+        &format!("{base}password_env = \"A=B\"\n"),
+        5,
+        &["not a valid environment variable name"],
+    );
+    assert_err(
+        &format!("{base}password_env = \"\"\n"),
+        5,
+        &["not a valid environment variable name"],
+    );
+
+    let text = format!("{base}password_env = \"EMPTY\"\n");
+    let empty = |n: &str| (n == "EMPTY").then(OsString::new);
+    match validate::parse(&text, FILE, &empty) {
+        Err(ConfigError::Invalid {
+            line: 5, message, ..
+        }) => assert!(message.contains("is set but empty")),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn with_dest(dest: &str) -> String {
+    format!(
+        "{}\n[[camera.rtp_out]]\ndestination = \"{dest}\"\n",
+        with_url("sim://a")
+    )
+}
+
+#[test]
+fn rtp_out_destinations() {
+    let c = ok(&with_dest("[ff02::1]:5004"));
+    assert_eq!(
+        c.cameras[0].rtp_out[0].destination,
+        "[ff02::1]:5004".parse().unwrap()
+    );
+    ok(&with_dest("192.0.2.9:65532"));
+
+    assert_err(
+        &with_dest("cam.local:5004"),
+        6,
+        &["field `destination`: \"cam.local:5004\" is not IP:port (host names are not resolved"],
+    );
+    assert_err(&with_dest("127.0.0.1"), 6, &["is not IP:port"]);
+    assert_err(&with_dest("127.0.0.1:5005"), 6, &["port 5005 is odd"]);
+    assert_err(&with_dest("127.0.0.1:0"), 6, &["port 0"]);
+    assert_err(&with_dest("127.0.0.1:65534"), 6, &["no room for audio"]);
+    assert_err(&with_dest("0.0.0.0:5004"), 6, &["not an address"]);
+    assert_err(&with_dest("[::]:5004"), 6, &["not an address"]);
+
+    let ttl = |t: &str| format!("{}ttl = {t}\n", with_dest("239.0.0.1:5004"));
+    assert_eq!(ok(&ttl("255")).cameras[0].rtp_out[0].ttl, 255);
+    assert_err(&ttl("0"), 7, &["field `ttl`: 0 is out of range 1..=255"]);
+    assert_err(
+        &ttl("256"),
+        7,
+        &["field `ttl`: 256 is out of range 1..=255"],
+    );
+}
+
+#[test]
+fn rtp_out_port_collisions() {
+    let two = |first: &str, second: &str, enabled: bool| {
+        format!(
+            "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n[[camera.rtp_out]]\ndestination = \"{first}\"\n\n\
+             [[camera]]\nid = \"b\"\nurl = \"sim://b\"\nenabled = {enabled}\n[[camera.rtp_out]]\ndestination = \"{second}\"\n"
+        )
+    };
+    // b's video would land on a's audio port.
+    assert_err(
+        &two("127.0.0.1:5004", "127.0.0.1:5006", true),
+        12,
+        &[
+            "camera \"b\": field `destination`: camera \"a\" (line 5, destination 127.0.0.1:5004) \
+           already sends audio to 127.0.0.1:5006; each destination uses its port for video and \
+           port + 2 for audio; 127.0.0.1:5008 is free",
+        ],
+    );
+    assert_err(
+        &two("127.0.0.1:5004", "127.0.0.1:5002", true),
+        12,
+        &["audio would go to 127.0.0.1:5004, where camera \"a\" (line 5, destination 127.0.0.1:5004) sends video"],
+    );
+    assert_err(
+        &two("127.0.0.1:5004", "127.0.0.1:5004", true),
+        12,
+        &["already sends video to 127.0.0.1:5004"],
+    );
+    ok(&two("127.0.0.1:5004", "127.0.0.1:5008", true));
+    ok(&two("127.0.0.1:5004", "127.0.0.2:5004", true));
+    // A disabled camera does not send, so it may share.
+    ok(&two("127.0.0.1:5004", "127.0.0.1:5004", false));
+    // Within one camera too.
+    let same = format!(
+        "{}\n[[camera.rtp_out]]\ndestination = \"127.0.0.1:5006\"\n",
+        with_dest("127.0.0.1:5004")
+    );
+    assert_err(
+        &same,
+        9,
+        &["camera \"lobby\" (line 6, destination 127.0.0.1:5004) already sends audio"],
+    );
+}
+
+#[test]
+fn rtp_payload_size_range() {
+    let cam = |size: i64| format!("{}rtp_payload_size = {size}\n", with_url("sim://a"));
+    assert_eq!(ok(&cam(1460)).cameras[0].rtp_payload_size, 1460);
+    assert_err(
+        &cam(199),
+        4,
+        &["camera \"lobby\": field `rtp_payload_size`: 199 is out of range 200..=1460"],
+    );
+    assert_err(&cam(1461), 4, &["1461 is out of range"]);
+    assert_err(&cam(-1), 4, &["-1 is out of range"]);
+    assert_err(
+        "[defaults]\n\nrtp_payload_size = 1500\n",
+        3,
+        &["[defaults] field `rtp_payload_size`: 1500 is out of range"],
+    );
+}
+
+#[test]
+fn disabled_cameras_are_validated() {
+    assert_err(
+        "[[camera]]\nid = \"a\"\nenabled = false\nurl = \"ftp://x\"\n",
+        4,
+        &["scheme \"ftp\""],
+    );
+}
+
+#[test]
+fn debug_hides_passwords() {
+    let c = ok(FULL);
+    let shown = format!("{c:?} {:#?}", c.cameras);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!shown.contains("from-env"), "{shown}");
+    assert!(shown.contains("(\"admin\", \"***\")"), "{shown}");
+    assert!(
+        shown.contains("ad@min"),
+        "user names are not secret: {shown}"
+    );
+}
+
+#[test]
+fn summary() {
+    let c = ok(FULL);
+    assert_eq!(
+        c.summary(),
+        "HTTP on 0.0.0.0:9090; 3 cameras (2 enabled)\n\
+         \x20 lobby          tcp   2 rtp_out  rtsp://192.0.2.10:554/Streaming/Channels/101\n\
+         \x20 yard.east-2_b  udp   0 rtp_out  rtsp://192.0.2.11/main  (disabled)\n\
+         \x20 demo           udp   0 rtp_out  sim://lobby\n"
+    );
+    assert_eq!(
+        ok("").summary(),
+        "HTTP on 127.0.0.1:8080; no cameras configured\n"
+    );
+    assert!(!c.summary().contains("s3cret"));
+}
+
+#[test]
+fn load_reads_files() {
+    let path =
+        std::env::temp_dir().join(format!("camgate-config-test-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let name = path.display().to_string();
+    match Config::load(&path) {
+        Err(ConfigError::Invalid { file, line: 4, .. }) => assert_eq!(file, name),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_file(&path).unwrap();
+    match Config::load(&path) {
+        Err(e @ ConfigError::Io { .. }) => assert!(e.to_string().starts_with(&name)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(Config::default_path(), std::path::Path::new("cameras.toml"));
+}
+
+#[test]
+fn truncated_input_never_panics() {
+    for end in (0..=FULL.len()).filter(|&i| FULL.is_char_boundary(i)) {
+        let text = &FULL[..end];
+        if let Err(ConfigError::Invalid { line, message, .. }) = parse(text) {
+            assert!(line <= text.lines().count() + 1, "line {line} for {text:?}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! From the raw, span-carrying values to the typed `Config`: every rule of
+//! `docs/config.md` is checked here, and the first broken one is reported
+//! with its line.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+
+use toml::Spanned;
+use url::Url;
+
+use super::raw::{self, RawCamera, RawFile, RawRtpOut};
+use super::{
+    CameraConfig, Config, ConfigError, RtpOut, ServerConfig, TransportMode, DEFAULT_LISTEN,
+    DEFAULT_RTP_PAYLOAD_SIZE, DEFAULT_TRANSPORT, RTP_PAYLOAD_SIZE_RANGE,
+};
+
+/// Reads an environment variable; a parameter so tests need not touch the
+/// process environment.
+pub(super) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+/// Longest camera id: ids become metric labels and URL path segments.
+const MAX_ID_LEN: usize = 64;
+/// Allowed multicast TTL.
+const TTL_RANGE: RangeInclusive<i64> = 1..=255;
+
+/// Parses and validates `text`; `file` names it in errors.
+pub(super) fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    let src = Source { text, file };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let (message, offset) = raw::describe(&e, text);
+        src.invalid(offset.unwrap_or(0), message)
+    })?;
+
+    let listen = match raw.server.map(Spanned::into_inner).and_then(|s| s.listen) {
+        Some(listen) => parse_listen(&listen, &src)?,
+        None => DEFAULT_LISTEN,
+    };
+
+    let mut defaults = Defaults {
+        transport: DEFAULT_TRANSPORT,
+        rtp_payload_size: DEFAULT_RTP_PAYLOAD_SIZE,
+    };
+    if let Some(d) = raw.defaults.map(Spanned::into_inner) {
+        if let Some(t) = d.transport {
+            defaults.transport = *t.get_ref();
+        }
+        if let Some(size) = &d.rtp_payload_size {
+            defaults.rtp_payload_size = payload_size(size, "[defaults] ", &src)?;
+        }
+    }
+
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut ports: HashMap<SocketAddr, PortUse> = HashMap::new();
+    let mut cameras = Vec::with_capacity(raw.camera.len());
+    for (i, cam) in raw.camera.into_iter().enumerate() {
+        let line = src.line(cam.span().start);
+        let cam = cam.into_inner();
+        let id = check_id(&cam.id, i + 1, &src)?;
+        let id_line = src.line(cam.id.span().start);
+        if let Some(first) = ids.insert(id.clone(), id_line) {
+            return Err(src.invalid(
+                cam.id.span().start,
+                format!("camera id {id:?} is used twice (first at line {first})"),
+            ));
+        }
+        cameras.push(camera(cam, id, line, &defaults, &mut ports, &src, env)?);
+    }
+
+    Ok(Config {
+        server: ServerConfig { listen },
+        cameras,
+    })
+}
+
+/// The text being parsed, to turn byte offsets into errors with lines.
+struct Source<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Source<'_> {
+    /// 1-based line of a byte offset (offsets past the end count as the end).
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        1 + self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
+    fn invalid(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line(offset),
+            message: message.into(),
+        }
+    }
+
+    /// An error about `field`, at `value`; `who` is a prefix such as
+    /// `camera "lobby": ` or `[server] `.
+    fn field<T>(&self, value: &Spanned<T>, who: &str, field: &str, what: &str) -> ConfigError {
+        self.invalid(value.span().start, format!("{who}field `{field}`: {what}"))
+    }
+}
+
+/// `[defaults]`, with the built-in defaults filled in.
+struct Defaults {
+    transport: TransportMode,
+    rtp_payload_size: usize,
+}
+
+/// Which `rtp_out` already sends to a port, for collision messages.
+struct PortUse {
+    camera: String,
+    destination: SocketAddr,
+    line: usize,
+}
+
+fn parse_listen(listen: &Spanned<String>, src: &Source<'_>) -> Result<SocketAddr, ConfigError> {
+    listen.get_ref().parse().map_err(|_| {
+        let what = format!(
+            "{:?} is not IP:port (host names are not resolved; write e.g. 127.0.0.1:8080 or [::]:8080)",
+            listen.get_ref()
+        );
+        src.field(listen, "[server] ", "listen", &what)
+    })
+}
+
+fn payload_size(value: &Spanned<i64>, who: &str, src: &Source<'_>) -> Result<usize, ConfigError> {
+    usize::try_from(*value.get_ref())
+        .ok()
+        .filter(|v| RTP_PAYLOAD_SIZE_RANGE.contains(v))
+        .ok_or_else(|| {
+            let what = format!(
+                "{} is out of range {}..={}",
+                value.get_ref(),
+                RTP_PAYLOAD_SIZE_RANGE.start(),
+                RTP_PAYLOAD_SIZE_RANGE.end()
+            );
+            src.field(value, who, "rtp_payload_size", &what)
+        })
+}
+
+/// Checks an id's spelling (not its uniqueness). `n` is the 1-based camera
+/// index, to name a camera whose id cannot be used.
+fn check_id(id: &Spanned<String>, n: usize, src: &Source<'_>) -> Result<String, ConfigError> {
+    let who = format!("camera #{n}: ");
+    let s = id.get_ref();
+    let problem = if s.is_empty() {
+        "is empty".to_owned()
+    } else if s.chars().count() > MAX_ID_LEN {
+        format!(
+            "{s:?} is {} characters long; the limit is {MAX_ID_LEN}",
+            s.chars().count()
+        )
+    } else if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
+    {
+        format!("{s:?} contains {c:?}; use only ASCII letters, digits, '-', '_' and '.'")
+    } else if s == "." || s == ".." {
+        format!("{s:?} is reserved (it is a relative path)")
+    } else {
+        return Ok(s.clone());
+    };
+    Err(src.field(id, &who, "id", &problem))
+}
+
+fn camera(
+    cam: RawCamera,
+    id: String,
+    line: usize,
+    defaults: &Defaults,
+    ports: &mut HashMap<SocketAddr, PortUse>,
+    src: &Source<'_>,
+    env: EnvLookup<'_>,
+) -> Result<CameraConfig, ConfigError> {
+    let who = format!("camera {id:?}: ");
+    let (url, url_credentials) = camera_url(&cam.url, &who, src)?;
+    let credentials = credentials(&cam, url_credentials, &who, src, env)?;
+    let rtp_payload_size = match &cam.rtp_payload_size {
+        Some(size) => payload_size(size, &who, src)?,
+        None => defaults.rtp_payload_size,
+    };
+    let enabled = cam.enabled.unwrap_or(true);
+    let mut rtp_out = Vec::with_capacity(cam.rtp_out.len());
+    for out in &cam.rtp_out {
+        let checked = check_rtp_out(out.get_ref(), &who, src)?;
+        if enabled {
+            // A disabled camera sends nothing, so it may keep the ports of
+            // the camera that replaces it.
+            claim_ports(
+                checked.destination,
+                &out.get_ref().destination,
+                &id,
+                ports,
+                &who,
+                src,
+            )?;
+        }
+        rtp_out.push(checked);
+    }
+    Ok(CameraConfig {
+        id,
+        url,
+        credentials,
+        transport: cam.transport.map_or(defaults.transport, |t| *t.get_ref()),
+        enabled,
+        rtp_out,
+        rtp_payload_size,
+        line,
+    })
+}
+
+/// Parses the camera URL and takes its credentials out of it. Returns the
+/// URL without credentials and the percent-decoded credentials, if any.
+fn camera_url(
+    value: &Spanned<String>,
+    who: &str,
+    src: &Source<'_>,
+) -> Result<(Url, Option<(String, String)>), ConfigError> {
+    let err = |what: &str| src.field(value, who, "url", what);
+    // url's messages never quote the input, which may hold a password.
+    let mut url = Url::parse(value.get_ref()).map_err(|e| {
+        err(&format!(
+            "not a valid URL ({e}); expected rtsp://host[:port]/path or sim://NAME"
+        ))
+    })?;
+    match url.scheme() {
+        "rtsp" => {
+            if !url.host_str().is_some_and(|h| !h.is_empty()) {
+                return Err(err("rtsp:// URL has no host"));
+            }
+        }
+        "sim" => {
+            if !url.host_str().is_some_and(|h| !h.is_empty()) {
+                return Err(err("sim:// URL has no simulator name (write sim://NAME)"));
+            }
+        }
+        "rtsps" => return Err(err("rtsps:// is not supported yet (use rtsp://)")),
+        other => {
+            return Err(err(&format!(
+                "scheme {other:?} is not supported (use rtsp:// or sim://)"
+            )))
+        }
+    }
+
+    let username = url.username();
+    let password = url.password();
+    if username.is_empty() && password.is_none() {
+        return Ok((url, None));
+    }
+    let username = percent_decode(username)
+        .ok_or_else(|| err("the user name is not UTF-8 after percent-decoding"))?;
+    let password = password
+        .map(|p| {
+            percent_decode(p).ok_or_else(|| err("the password is not UTF-8 after percent-decoding"))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    if username.is_empty() {
+        return Err(err("has a password but no user name"));
+    }
+    if let Some(problem) = username_problem(&username) {
+        return Err(err(&format!("the user name {problem}")));
+    }
+    // Both calls only fail for URLs without a host, excluded above.
+    let removed = url.set_password(None).and_then(|()| url.set_username(""));
+    if removed.is_err() {
+        return Err(err("cannot remove the credentials from this URL"));
+    }
+    Ok((url, Some((username, password))))
+}
+
+/// Combines URL credentials with `username`, `password` and `password_env`.
+fn credentials(
+    cam: &RawCamera,
+    from_url: Option<(String, String)>,
+    who: &str,
+    src: &Source<'_>,
+    env: EnvLookup<'_>,
+) -> Result<Option<(String, String)>, ConfigError> {
+    if from_url.is_some() {
+        if cam.username.is_some() || cam.password.is_some() || cam.password_env.is_some() {
+            return Err(src.field(
+                &cam.url,
+                who,
+                "url",
+                "has credentials, and `username`/`password`/`password_env` are set too; give them in one place",
+            ));
+        }
+        return Ok(from_url);
+    }
+    if let (Some(_), Some(env_name)) = (&cam.password, &cam.password_env) {
+        return Err(src.invalid(
+            env_name.span().start,
+            format!("{who}`password` and `password_env` are both set; use one"),
+        ));
+    }
+    let Some(username) = &cam.username else {
+        if let Some(p) = &cam.password {
+            return Err(src.field(p, who, "password", "needs `username`"));
+        }
+        if let Some(p) = &cam.password_env {
+            return Err(src.field(p, who, "password_env", "needs `username`"));
+        }
+        return Ok(None);
+    };
+    if username.get_ref().is_empty() {
+        return Err(src.field(username, who, "username", "is empty"));
+    }
+    if let Some(problem) = username_problem(username.get_ref()) {
+        return Err(src.field(username, who, "username", problem));
+    }
+    let password = match (&cam.password, &cam.password_env) {
+        (Some(p), _) => p.get_ref().clone(),
+        (None, Some(name)) => password_from_env(name, who, src, env)?,
+        (None, None) => String::new(),
+    };
+    Ok(Some((username.get_ref().clone(), password)))
+}
+
+/// Why a (non-empty) user name cannot be sent, if it cannot.
+fn username_problem(username: &str) -> Option<&'static str> {
+    if username.chars().any(char::is_control) {
+        // A CR/LF would end the RTSP header line it is sent in.
+        Some("contains a control character")
+    } else if username.contains(':') {
+        Some("contains ':', which HTTP Basic authentication cannot carry")
+    } else {
+        None
+    }
+}
+
+/// Reads `password_env`. Messages name the variable, never its value.
+fn password_from_env(
+    name: &Spanned<String>,
+    who: &str,
+    src: &Source<'_>,
+    env: EnvLookup<'_>,
+) -> Result<String, ConfigError> {
+    let n = name.get_ref();
+    let err = |what: String| src.field(name, who, "password_env", &what);
+    if n.is_empty() || n.contains(['=', '\0']) {
+        return Err(err(format!(
+            "{n:?} is not a valid environment variable name"
+        )));
+    }
+    let value = env(n).ok_or_else(|| err(format!("environment variable {n} is not set")))?;
+    let value = value
+        .into_string()
+        .map_err(|_| err(format!("environment variable {n} is not valid UTF-8")))?;
+    if value.is_empty() {
+        return Err(err(format!(
+            "environment variable {n} is set but empty (for a blank password write password = \"\")"
+        )));
+    }
+    Ok(value)
+}
+
+fn check_rtp_out(out: &RawRtpOut, who: &str, src: &Source<'_>) -> Result<RtpOut, ConfigError> {
+    let dest = &out.destination;
+    let err = |what: &str| src.field(dest, who, "destination", what);
+    let destination: SocketAddr = dest.get_ref().parse().map_err(|_| {
+        err(&format!(
+            "{:?} is not IP:port (host names are not resolved; write e.g. 127.0.0.1:5004 or [ff02::1]:5004)",
+            dest.get_ref()
+        ))
+    })?;
+    let port = destination.port();
+    if destination.ip().is_unspecified() {
+        return Err(err(&format!(
+            "{} is not an address one can send to",
+            destination.ip()
+        )));
+    }
+    if port == 0 {
+        return Err(err("port 0 is not a destination"));
+    }
+    if port % 2 != 0 {
+        return Err(err(&format!(
+            "port {port} is odd; RTP needs an even port (audio goes to port + 2)"
+        )));
+    }
+    if port.checked_add(2).is_none() {
+        return Err(err(&format!(
+            "port {port} leaves no room for audio at port + 2"
+        )));
+    }
+    let ttl = match &out.ttl {
+        None => 1,
+        Some(t) => {
+            let v = *t.get_ref();
+            if !TTL_RANGE.contains(&v) {
+                let what = format!(
+                    "{v} is out of range {}..={}",
+                    TTL_RANGE.start(),
+                    TTL_RANGE.end()
+                );
+                return Err(src.field(t, who, "ttl", &what));
+            }
+            u32::try_from(v).expect("1..=255 fits u32")
+        }
+    };
+    Ok(RtpOut { destination, ttl })
+}
+
+/// Records that `destination` (video) and its port + 2 (audio) are in use,
+/// or reports the `rtp_out` that already uses one of them: two streams on
+/// one port would be mixed into garbage at the receiver.
+fn claim_ports(
+    destination: SocketAddr,
+    value: &Spanned<String>,
+    camera: &str,
+    ports: &mut HashMap<SocketAddr, PortUse>,
+    who: &str,
+    src: &Source<'_>,
+) -> Result<(), ConfigError> {
+    let line = src.line(value.span().start);
+    let ip = destination.ip();
+    // `check_rtp_out` keeps ports at or below 65532.
+    let audio_of = |port: u16| SocketAddr::new(ip, port + 2);
+    let clash = [
+        (destination, "video"),
+        (audio_of(destination.port()), "audio"),
+    ]
+    .into_iter()
+    .find_map(|(addr, kind)| ports.get(&addr).map(|other| (addr, kind, other)));
+    if let Some((addr, kind, other)) = clash {
+        let other_kind = if other.destination == addr {
+            "video"
+        } else {
+            "audio"
+        };
+        // The first even port from here whose pair is free.
+        let free = (destination.port()..=u16::MAX - 3)
+            .step_by(2)
+            .find(|&p| {
+                !ports.contains_key(&SocketAddr::new(ip, p)) && !ports.contains_key(&audio_of(p))
+            })
+            .map(|p| format!("; {} is free", SocketAddr::new(ip, p)))
+            .unwrap_or_default();
+        let owner = format!(
+            "camera {:?} (line {}, destination {})",
+            other.camera, other.line, other.destination
+        );
+        let clash = if kind == "video" {
+            format!("{owner} already sends {other_kind} to {addr}")
+        } else {
+            format!("audio would go to {addr}, where {owner} sends {other_kind}")
+        };
+        let what = format!(
+            "{clash}; each destination uses its port for video and port + 2 for audio{free}"
+        );
+        return Err(src.field(value, who, "destination", &what));
+    }
+    for addr in [destination, audio_of(destination.port())] {
+        let owner = PortUse {
+            camera: camera.to_owned(),
+            destination,
+            line,
+        };
+        ports.insert(addr, owner);
+    }
+    Ok(())
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it
+/// is. `None` when the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}

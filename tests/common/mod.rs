@@ -1,0 +1,234 @@
+//! Helpers for end-to-end tests: free loopback ports, the camgate binary as a
+//! child process, a minimal HTTP GET, ffmpeg as the consumer, and GStreamer's
+//! RTSP server. Everything binds and sends on 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An even UDP port with the three ports above it free (video + audio pairs).
+pub fn free_rtp_port() -> u16 {
+    for _ in 0..200 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = s.local_addr().unwrap().port();
+        if p % 2 != 0 || p > 65000 {
+            continue;
+        }
+        drop(s);
+        if (p..p + 4).all(|q| UdpSocket::bind(("127.0.0.1", q)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no free UDP port quadruple on 127.0.0.1");
+}
+
+/// Fails loudly when a tool the interop tests need is missing: interop tests
+/// never skip silently. `scripts/test` installs them.
+pub fn require_tool(cmd: &str) {
+    let ok = Command::new(cmd).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    assert!(ok, "{cmd} is not installed: run the tests with scripts/test, which installs it");
+}
+
+/// The camgate binary under test.
+pub fn camgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_camgate")
+}
+
+/// A running process killed on drop, with stderr saved to a file.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Sends SIGTERM and waits up to `limit`; returns how long it took, or
+    /// `None` if it had to be killed.
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// The process's stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `camgate` with `args`, stderr to `dir/NAME.log`.
+pub fn spawn_camgate(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = dir.join(format!("{name}.log"));
+    let err = std::fs::File::create(&log).unwrap();
+    let child = Command::new(camgate_bin())
+        .args(args)
+        .env("RUST_LOG", "camgate=debug,info")
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("start camgate");
+    Proc { child, log }
+}
+
+/// Starts `camgate sim` on `port`, waiting until it accepts connections.
+pub fn spawn_sim(dir: &Path, port: u16, credentials: Option<(&str, &str)>) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["sim", "--listen", listen.as_str()];
+    if let Some((u, p)) = credentials {
+        args.extend(["--username", u, "--password", p]);
+    }
+    let proc = spawn_camgate(dir, &format!("sim-{port}"), &args);
+    wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    proc
+}
+
+/// Starts a gateway on `toml`, waiting until its HTTP listener answers.
+pub fn spawn_gateway(dir: &Path, toml: &str, http_port: u16) -> Proc {
+    let path = dir.join("cameras.toml");
+    std::fs::write(&path, toml).unwrap();
+    let proc = spawn_camgate(dir, "gateway", &["run", "--config", path.to_str().unwrap()]);
+    wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", http_port)).is_ok());
+    proc
+}
+
+/// Polls `f` every 50 ms until it is true; panics after `limit`.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET path` on 127.0.0.1:port; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The camera's JSON status from the API.
+pub fn camera_json(port: u16, id: &str) -> serde_json::Value {
+    let (status, body) = http_get(port, &format!("/api/v1/cameras/{id}"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits until camera `id` is in `state`.
+pub fn wait_state(port: u16, id: &str, state: &str, limit: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = camera_json(port, id);
+        if v["state"] == state {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "camera {id} not {state} within {limit:?}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What ffmpeg decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Video frames decoded.
+    pub video_frames: usize,
+    /// Audio frames decoded.
+    pub audio_frames: usize,
+    /// Lines ffmpeg printed at level `error` or worse.
+    pub errors: Vec<String>,
+    /// ffmpeg's exit status.
+    pub success: bool,
+}
+
+/// Starts ffmpeg decoding `input` for `seconds` of media; `wait_decode`
+/// collects the result.
+pub fn spawn_ffmpeg_decode(input: &str, seconds: u32, extra_input_args: &[&str]) -> Child {
+    require_tool("ffmpeg");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
+    cmd.args(extra_input_args);
+    cmd.args(["-i", input, "-t", &seconds.to_string(), "-f", "framecrc", "-"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start ffmpeg")
+}
+
+/// Waits for ffmpeg (killing it after `limit`) and counts what it decoded.
+pub fn wait_decode(mut child: Child, limit: Duration) -> Decoded {
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let err = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let start = Instant::now();
+    let success = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st.success();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines = out.join().unwrap();
+    let errors = err.join().unwrap();
+    // framecrc lines: "stream_index, dts, pts, duration, size, crc".
+    let count = |idx: &str| lines.iter().filter(|l| !l.starts_with('#') && l.split(',').next().map(str::trim) == Some(idx)).count();
+    Decoded { video_frames: count("0"), audio_frames: count("1"), errors, success }
+}
+
+/// GStreamer's RTSP server (tests/support/gst_rtsp_server.py) on `port`.
+pub fn spawn_gst_server(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_server.py");
+    let log = dir.join(format!("gst-{port}.log"));
+    let err = std::fs::File::create(&log).unwrap();
+    // Debian's python3 has the gi bindings; a pyenv python on PATH does not.
+    let child = Command::new("/usr/bin/python3")
+        .args([script, user, password, &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("/usr/bin/python3 is missing: run the tests with scripts/test");
+    let proc = Proc { child, log };
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "GStreamer RTSP server did not start (is gir1.2-gst-rtsp-server-1.0 installed? scripts/test installs it): {}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proc
+}
+
+/// A temporary directory for one test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
