@@ -22,11 +22,17 @@ struct Sim {
 
 impl Sim {
     async fn start(options: SimOptions) -> Sim {
-        let server = SimServer::bind("127.0.0.1:0".parse().unwrap(), options).await.expect("bind sim");
+        let server = SimServer::bind("127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .expect("bind sim");
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
-        Sim { addr, shutdown, task }
+        Sim {
+            addr,
+            shutdown,
+            task,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -54,7 +60,15 @@ struct FfmpegRun {
 /// stream with `framemd5`. Panics (fails the test) if ffmpeg is missing.
 async fn ffmpeg_pull(url: &str, transport: &str, seconds: u32) -> FfmpegRun {
     let child = tokio::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-rtsp_transport", transport, "-i", url])
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+        ])
         .args(["-t", &seconds.to_string(), "-f", "framemd5", "-"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -62,12 +76,17 @@ async fn ffmpeg_pull(url: &str, transport: &str, seconds: u32) -> FfmpegRun {
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("ffmpeg is required for these tests and could not be started ({e}); install ffmpeg")
+            panic!(
+                "ffmpeg is required for these tests and could not be started ({e}); install ffmpeg"
+            )
         });
-    let out = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 20), child.wait_with_output())
-        .await
-        .expect("ffmpeg finishes in time")
-        .expect("ffmpeg runs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(u64::from(seconds) + 20),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("ffmpeg finishes in time")
+    .expect("ffmpeg runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let count = |prefix: &str| stdout.lines().filter(|l| l.starts_with(prefix)).count();
     FfmpegRun {
@@ -81,8 +100,16 @@ async fn ffmpeg_pull(url: &str, transport: &str, seconds: u32) -> FfmpegRun {
 fn assert_clean_pull(run: &FfmpegRun, seconds: u32, audio: bool) {
     let info = clip_info();
     let expected = (seconds * info.fps) as usize;
+    eprintln!(
+        "ffmpeg: {} video, {} audio frames in {seconds} s",
+        run.video_frames, run.audio_frames
+    );
     assert!(run.success, "ffmpeg failed: {}", run.stderr);
-    assert!(run.stderr.trim().is_empty(), "ffmpeg reported errors:\n{}", run.stderr);
+    assert!(
+        run.stderr.trim().is_empty(),
+        "ffmpeg reported errors:\n{}",
+        run.stderr
+    );
     assert!(
         run.video_frames * 100 >= expected * 95,
         "decoded {} video frames of {expected} expected",
@@ -90,7 +117,11 @@ fn assert_clean_pull(run: &FfmpegRun, seconds: u32, audio: bool) {
     );
     if audio {
         // ffmpeg decodes PCMU in 20 ms packets: 50 per second.
-        assert!(run.audio_frames as u32 >= seconds * 50 * 9 / 10, "audio frames: {}", run.audio_frames);
+        assert!(
+            run.audio_frames as u32 >= seconds * 50 * 9 / 10,
+            "audio frames: {}",
+            run.audio_frames
+        );
     } else {
         assert_eq!(run.audio_frames, 0);
     }
@@ -113,17 +144,27 @@ async fn ffmpeg_pulls_over_tcp_and_udp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_digest_auth() {
-    let options = SimOptions { credentials: Some(("admin".into(), "s3cret".into())), ..Default::default() };
+    let options = SimOptions {
+        credentials: Some(("admin".into(), "s3cret".into())),
+        ..Default::default()
+    };
     let sim = Sim::start(options).await;
     let good = format!("rtsp://admin:s3cret@{}/cam", sim.addr);
     let bad = format!("rtsp://admin:wrong@{}/cam", sim.addr);
     let none = sim.url("cam");
-    let (good, bad, none) =
-        tokio::join!(ffmpeg_pull(&good, "tcp", 2), ffmpeg_pull(&bad, "tcp", 2), ffmpeg_pull(&none, "tcp", 2));
+    let (good, bad, none) = tokio::join!(
+        ffmpeg_pull(&good, "tcp", 2),
+        ffmpeg_pull(&bad, "tcp", 2),
+        ffmpeg_pull(&none, "tcp", 2)
+    );
     assert_clean_pull(&good, 2, true);
     for run in [bad, none] {
         assert!(!run.success, "ffmpeg played without valid credentials");
-        assert!(run.stderr.contains("401"), "expected a 401, got: {}", run.stderr);
+        assert!(
+            run.stderr.contains("401"),
+            "expected a 401, got: {}",
+            run.stderr
+        );
         assert_eq!(run.video_frames, 0);
     }
     sim.stop().await;
@@ -136,10 +177,15 @@ async fn retina_session(
 ) -> retina::client::Session<retina::client::Playing> {
     use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
     let url = url::Url::parse(url).unwrap();
-    let mut session = Session::describe(url, SessionOptions::default().creds(creds)).await.expect("DESCRIBE");
+    let mut session = Session::describe(url, SessionOptions::default().creds(creds))
+        .await
+        .expect("DESCRIBE");
     for &i in streams {
         session
-            .setup(i, SetupOptions::default().transport(Transport::Tcp(Default::default())))
+            .setup(
+                i,
+                SetupOptions::default().transport(Transport::Tcp(Default::default())),
+            )
             .await
             .expect("SETUP");
     }
@@ -148,9 +194,15 @@ async fn retina_session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retina_gets_keyframe_first_and_steady_timestamps() {
-    let options = SimOptions { credentials: Some(("u".into(), "p".into())), ..Default::default() };
+    let options = SimOptions {
+        credentials: Some(("u".into(), "p".into())),
+        ..Default::default()
+    };
     let sim = Sim::start(options).await;
-    let creds = retina::client::Credentials { username: "u".into(), password: "p".into() };
+    let creds = retina::client::Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
     let session = retina_session(&sim.url("cam"), Some(creds), &[0]).await;
     let stream = &session.streams()[0];
     assert_eq!(stream.encoding_name(), "h264");
@@ -220,7 +272,10 @@ async fn retina_sequence_and_timestamps_continue_across_the_loop() {
         }
     }
     assert!(last[1].is_some(), "audio packets arrived");
-    assert!(sender_reports >= 2, "a sender report per stream at the start");
+    assert!(
+        sender_reports >= 2,
+        "a sender report per stream at the start"
+    );
     drop(session);
     sim.stop().await;
 }
@@ -240,7 +295,10 @@ async fn raw_exchange(addr: SocketAddr, request: &[u8], want: usize) -> String {
         match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("no answer within 5 s; got {:?}", String::from_utf8_lossy(&got)),
+            Err(_) => panic!(
+                "no answer within 5 s; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
         }
     }
     String::from_utf8_lossy(&got).into_owned()
@@ -248,7 +306,11 @@ async fn raw_exchange(addr: SocketAddr, request: &[u8], want: usize) -> String {
 
 #[tokio::test]
 async fn rtsp_error_paths_answer_without_panicking() {
-    let sim = Sim::start(SimOptions { credentials: Some(("a".into(), "b".into())), ..Default::default() }).await;
+    let sim = Sim::start(SimOptions {
+        credentials: Some(("a".into(), "b".into())),
+        ..Default::default()
+    })
+    .await;
     let url = sim.url("cam");
     let text = raw_exchange(
         sim.addr,
@@ -264,7 +326,10 @@ async fn rtsp_error_paths_answer_without_panicking() {
         6,
     )
     .await;
-    let statuses: Vec<&str> = text.lines().filter(|l| l.starts_with("RTSP/1.0 ")).collect();
+    let statuses: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("RTSP/1.0 "))
+        .collect();
     assert_eq!(statuses.len(), 6, "{text}");
     assert!(statuses[0].starts_with("RTSP/1.0 200"));
     assert!(statuses[1].starts_with("RTSP/1.0 401"));
@@ -272,10 +337,16 @@ async fn rtsp_error_paths_answer_without_panicking() {
     assert!(statuses[3].starts_with("RTSP/1.0 454"));
     assert!(statuses[4].starts_with("RTSP/1.0 501"));
     assert!(statuses[5].starts_with("RTSP/1.0 405"));
-    assert!(text.contains("WWW-Authenticate: Digest realm=\"camgate-sim\""), "{text}");
+    assert!(
+        text.contains("WWW-Authenticate: Digest realm=\"camgate-sim\""),
+        "{text}"
+    );
     assert!(text.contains("Public: OPTIONS, DESCRIBE, SETUP"), "{text}");
     assert_eq!(text.matches("Server: camgate-sim").count(), 6);
-    assert!(text.contains("Content-Base: ") && text.contains("/cam/\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Base: ") && text.contains("/cam/\r\n"),
+        "{text}"
+    );
     assert!(text.contains("a=rtpmap:96 H264/90000"));
     assert!(text.contains("a=rtpmap:0 PCMU/8000"));
 
@@ -290,7 +361,12 @@ async fn rtsp_error_paths_answer_without_panicking() {
     assert!(text.starts_with("RTSP/1.0 413"), "{text:?}");
 
     // The server still serves after all that.
-    let text = raw_exchange(sim.addr, format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 9\r\n\r\n").as_bytes(), 1).await;
+    let text = raw_exchange(
+        sim.addr,
+        format!("OPTIONS {url} RTSP/1.0\r\nCSeq: 9\r\n\r\n").as_bytes(),
+        1,
+    )
+    .await;
     assert!(text.starts_with("RTSP/1.0 200"), "{text}");
     sim.stop().await;
 }
@@ -303,4 +379,163 @@ async fn shutdown_ends_playing_sessions() {
     // `stop` asserts that `run` returns promptly with a session playing.
     sim.stop().await;
     drop(session);
+}
+
+/// The value of header `name` in an RTSP answer.
+fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+        .map(str::trim)
+}
+
+/// SETUP (UDP, video) and PLAY over raw RTSP; returns the session id, the
+/// server's RTCP port and the first sequence number from `RTP-Info`.
+async fn udp_setup_play(sim: &Sim, client_port: u16) -> (String, u16, u16) {
+    let url = sim.url("cam");
+    let answer = raw_exchange(
+        sim.addr,
+        format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n\
+             Transport: RTP/AVP;unicast;client_port={client_port}-{}\r\n\r\n",
+            client_port + 1
+        )
+        .as_bytes(),
+        1,
+    )
+    .await;
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let session = header(&answer, "Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let transport = header(&answer, "Transport").unwrap();
+    assert!(transport.contains(";ssrc="), "{transport}");
+    let server_ports = transport
+        .split("server_port=")
+        .nth(1)
+        .expect("server_port")
+        .split(';')
+        .next()
+        .unwrap();
+    let (rtp_port, rtcp_port) = server_ports.split_once('-').unwrap();
+    let (rtp_port, rtcp_port): (u16, u16) = (rtp_port.parse().unwrap(), rtcp_port.parse().unwrap());
+    assert_eq!(
+        (rtp_port % 2, rtcp_port),
+        (0, rtp_port + 1),
+        "even/odd server ports"
+    );
+    let play = format!("PLAY {url}/ RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
+    let answer = raw_exchange(sim.addr, play.as_bytes(), 1).await;
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let rtp_info = header(&answer, "RTP-Info").unwrap();
+    let seq = rtp_info
+        .split("seq=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (session, rtcp_port, seq)
+}
+
+/// GET_PARAMETER on `session` over a fresh connection; the status line.
+async fn keepalive(sim: &Sim, session: &str) -> String {
+    let url = sim.url("cam");
+    let req = format!("GET_PARAMETER {url}/ RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+    raw_exchange(sim.addr, req.as_bytes(), 1)
+        .await
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn udp_sessions_live_on_rtcp_and_expire_without_it() {
+    let options = SimOptions {
+        session_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let sim = Sim::start(options).await;
+    let quiet = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let chatty = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (quiet_session, _, seq) = udp_setup_play(&sim, quiet.local_addr().unwrap().port()).await;
+    let (chatty_session, rtcp_port, _) =
+        udp_setup_play(&sim, chatty.local_addr().unwrap().port()).await;
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(2), quiet.recv(&mut buf))
+        .await
+        .expect("RTP over UDP")
+        .unwrap();
+    assert!(n > 12 && buf[0] >> 6 == 2);
+    assert_eq!(
+        u16::from_be_bytes([buf[2], buf[3]]),
+        seq,
+        "first packet has the RTP-Info seq"
+    );
+    // An empty receiver report (RFC 3550 6.4.2) every 300 ms from `chatty`.
+    let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    for _ in 0..6 {
+        chatty.send_to(&rr, ("127.0.0.1", rtcp_port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(keepalive(&sim, &quiet_session)
+        .await
+        .starts_with("RTSP/1.0 454"));
+    assert!(keepalive(&sim, &chatty_session)
+        .await
+        .starts_with("RTSP/1.0 200"));
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn slow_tcp_reader_is_dropped() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let mut s = socket.connect(sim.addr).await.unwrap();
+    let url = sim.url("cam");
+    s.write_all(
+        format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let session = header(&answer, "Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    s.write_all(
+        format!("PLAY {url}/ RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Stop reading: the server's buffers fill (~1 s of video), then its
+    // 2 s write deadline passes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the server kept streaming to a client that stopped reading"
+    );
+    sim.stop().await;
 }

@@ -55,6 +55,7 @@ impl Timeline {
             if let Some((last_ts, at)) = self.last {
                 let elapsed = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
                 self.out_base = last_ts.wrapping_add((elapsed as u32).max(1));
+                tracing::debug!(generation, elapsed_ms = (elapsed / f64::from(self.clock_rate) * 1000.0) as u64, "timeline re-anchored");
             }
         }
         let out = self.out_base.wrapping_add(ts.wrapping_sub(self.in_base));

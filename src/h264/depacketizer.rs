@@ -67,7 +67,10 @@ struct Building {
 impl Depacketizer {
     /// A new depacketizer; `params` are the SDP's parameter sets, if any.
     pub fn new(params: Option<ParameterSets>) -> Self {
-        Depacketizer { params, ..Default::default() }
+        Depacketizer {
+            params,
+            ..Default::default()
+        }
     }
 
     /// Feeds the next packet in sequence order. A sequence gap since the
@@ -144,17 +147,29 @@ impl Depacketizer {
     /// while a fragmented NAL unit is open.
     pub fn check_invariants(&self) {
         for au in &self.ready {
-            assert!(au.damaged || !au.nals.is_empty(), "empty undamaged access unit");
-            assert!(au.len_bytes() <= MAX_ACCESS_UNIT_BYTES, "oversized access unit");
+            assert!(
+                au.damaged || !au.nals.is_empty(),
+                "empty undamaged access unit"
+            );
+            assert!(
+                au.len_bytes() <= MAX_ACCESS_UNIT_BYTES,
+                "oversized access unit"
+            );
             for nal in &au.nals {
-                assert!(is_valid_nal_header(nal.first().copied()), "bad NAL {nal:02x?}");
+                assert!(
+                    is_valid_nal_header(nal.first().copied()),
+                    "bad NAL {nal:02x?}"
+                );
             }
         }
         match &self.cur {
             Some(cur) => {
                 let frag_bytes: usize = self.frags.iter().map(Bytes::len).sum();
                 let nal_bytes: usize = cur.nals.iter().map(Bytes::len).sum();
-                assert_eq!(cur.bytes, frag_bytes + nal_bytes + usize::from(cur.fu_header.is_some()));
+                assert_eq!(
+                    cur.bytes,
+                    frag_bytes + nal_bytes + usize::from(cur.fu_header.is_some())
+                );
                 assert!(cur.bytes <= MAX_ACCESS_UNIT_BYTES);
                 assert!(cur.fu_header.is_some() || self.frags.is_empty());
                 if let Some(h) = cur.fu_header {
@@ -348,7 +363,11 @@ impl Depacketizer {
 
 /// The access unit in progress, opened at `timestamp` (and taking the
 /// pending loss flag) if there is none.
-fn open<'a>(cur: &'a mut Option<Building>, loss_pending: &mut bool, timestamp: u32) -> &'a mut Building {
+fn open<'a>(
+    cur: &'a mut Option<Building>,
+    loss_pending: &mut bool,
+    timestamp: u32,
+) -> &'a mut Building {
     cur.get_or_insert_with(|| Building {
         timestamp,
         nals: Vec::new(),
@@ -409,7 +428,11 @@ mod tests {
         let mut d = Depacketizer::new(None);
         let aus = run(
             &mut d,
-            &[pkt(1, 0, false, &[0x06, 1]), pkt(2, 0, true, &[0x65, 2, 3]), pkt(3, 3000, true, &[0x41, 4])],
+            &[
+                pkt(1, 0, false, &[0x06, 1]),
+                pkt(2, 0, true, &[0x65, 2, 3]),
+                pkt(3, 3000, true, &[0x41, 4]),
+            ],
         );
         assert_eq!(aus.len(), 2);
         assert_eq!(nals(&aus[0]), vec![vec![0x06, 1], vec![0x65, 2, 3]]);
@@ -421,16 +444,30 @@ mod tests {
     fn stap_a_zero_copy_and_params() {
         let mut d = Depacketizer::new(None);
         assert!(d.parameter_sets().is_none());
-        let stap = [0x78, 0, 3, 0x67, 0x42, 0xc0, 0, 2, 0x68, 0xce, 0, 2, 0x65, 9];
+        let stap = [
+            0x78, 0, 3, 0x67, 0x42, 0xc0, 0, 2, 0x68, 0xce, 0, 2, 0x65, 9,
+        ];
         let p = pkt(7, 10, true, &stap);
         let aus = run(&mut d, std::slice::from_ref(&p));
-        assert_eq!(nals(&aus[0]), vec![vec![0x67, 0x42, 0xc0], vec![0x68, 0xce], vec![0x65, 9]]);
+        assert_eq!(
+            nals(&aus[0]),
+            vec![vec![0x67, 0x42, 0xc0], vec![0x68, 0xce], vec![0x65, 9]]
+        );
         let raw = p.raw.as_ptr_range();
-        assert!(aus[0].nals.iter().all(|n| raw.contains(&n.as_ptr())), "STAP-A NALs must share the packet buffer");
+        assert!(
+            aus[0].nals.iter().all(|n| raw.contains(&n.as_ptr())),
+            "STAP-A NALs must share the packet buffer"
+        );
         let ps = d.parameter_sets().unwrap();
-        assert_eq!((&ps.sps[..], &ps.pps[..]), (&[0x67, 0x42, 0xc0][..], &[0x68, 0xce][..]));
+        assert_eq!(
+            (&ps.sps[..], &ps.pps[..]),
+            (&[0x67, 0x42, 0xc0][..], &[0x68, 0xce][..])
+        );
         // A later in-band SPS replaces the SDP's.
-        let sdp = ParameterSets { sps: Bytes::from_static(&[0x67, 1]), pps: Bytes::from_static(&[0x68, 2]) };
+        let sdp = ParameterSets {
+            sps: Bytes::from_static(&[0x67, 1]),
+            pps: Bytes::from_static(&[0x68, 2]),
+        };
         let mut d = Depacketizer::new(Some(sdp));
         run(&mut d, &[pkt(1, 0, true, &[0x67, 7])]);
         assert_eq!(&d.parameter_sets().unwrap().sps[..], &[0x67, 7]);
@@ -439,7 +476,13 @@ mod tests {
 
     #[test]
     fn stap_a_malformed() {
-        for bad in [&[0x18][..], &[0x18, 0], &[0x18, 0, 5, 0x65], &[0x18, 0, 0], &[0x18, 0, 1, 0x1c]] {
+        for bad in [
+            &[0x18][..],
+            &[0x18, 0],
+            &[0x18, 0, 5, 0x65],
+            &[0x18, 0, 0],
+            &[0x18, 0, 1, 0x1c],
+        ] {
             let mut d = Depacketizer::new(None);
             let aus = run(&mut d, &[pkt(1, 0, true, bad)]);
             assert_eq!(aus.len(), 1);
@@ -464,7 +507,10 @@ mod tests {
                 pkt(1, 0, true, &[0x06, 6]),
             ],
         );
-        assert_eq!(nals(&aus[0]), vec![vec![0x65, 1, 2, 3, 4, 5], vec![0x06, 6]]);
+        assert_eq!(
+            nals(&aus[0]),
+            vec![vec![0x65, 1, 2, 3, 4, 5], vec![0x06, 6]]
+        );
         assert!(!aus[0].damaged && !aus[0].loss_before);
     }
 
@@ -472,24 +518,43 @@ mod tests {
     fn fu_a_missing_start_or_end() {
         // Missing start: the rest is dropped, the single NAL kept.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x7c, 0x05, 3]), pkt(2, 0, true, &[0x7c, 0x45, 4])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(1, 0, false, &[0x7c, 0x05, 3]),
+                pkt(2, 0, true, &[0x7c, 0x45, 4]),
+            ],
+        );
         assert!(aus[0].damaged && aus[0].nals.is_empty());
         // Missing end, then a single NAL: no mixing.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x7c, 0x85, 1]), pkt(2, 0, true, &[0x41, 2])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(1, 0, false, &[0x7c, 0x85, 1]),
+                pkt(2, 0, true, &[0x41, 2]),
+            ],
+        );
         assert_eq!(nals(&aus[0]), vec![vec![0x41, 2]]);
         assert!(aus[0].damaged);
         // Missing end, then another start.
         let mut d = Depacketizer::new(None);
         let aus = run(
             &mut d,
-            &[pkt(1, 0, false, &[0x7c, 0x85, 1]), pkt(2, 0, false, &[0x7c, 0x81, 2]), pkt(3, 0, true, &[0x7c, 0x41, 3])],
+            &[
+                pkt(1, 0, false, &[0x7c, 0x85, 1]),
+                pkt(2, 0, false, &[0x7c, 0x81, 2]),
+                pkt(3, 0, true, &[0x7c, 0x41, 3]),
+            ],
         );
         assert_eq!(nals(&aus[0]), vec![vec![0x61, 2, 3]]);
         assert!(aus[0].damaged);
         // Missing end at the marker.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, true, &[0x7c, 0x85, 1]), pkt(2, 9, true, &[0x41])]);
+        let aus = run(
+            &mut d,
+            &[pkt(1, 0, true, &[0x7c, 0x85, 1]), pkt(2, 9, true, &[0x41])],
+        );
         assert!(aus[0].damaged && aus[0].nals.is_empty());
         assert!(!aus[1].damaged);
         // Start and end together, a type change mid-NAL, and a 1-byte FU.
@@ -498,7 +563,13 @@ mod tests {
             assert!(run(&mut d, &[pkt(1, 0, true, bad)])[0].damaged);
         }
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x7c, 0x85, 1]), pkt(2, 0, true, &[0x7c, 0x41, 2])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(1, 0, false, &[0x7c, 0x85, 1]),
+                pkt(2, 0, true, &[0x7c, 0x41, 2]),
+            ],
+        );
         assert!(aus[0].damaged && aus[0].nals.is_empty());
     }
 
@@ -525,27 +596,50 @@ mod tests {
     fn loss_inside_and_before() {
         // Gap inside an access unit (same timestamp).
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x65, 1]), pkt(3, 0, true, &[0x65, 2])]);
+        let aus = run(
+            &mut d,
+            &[pkt(1, 0, false, &[0x65, 1]), pkt(3, 0, true, &[0x65, 2])],
+        );
         assert!(aus[0].damaged && !aus[0].loss_before);
         // Gap after a marker: the next access unit has loss before it.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(65535, 0, true, &[0x65, 1]), pkt(2, 3000, true, &[0x41, 2])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(65535, 0, true, &[0x65, 1]),
+                pkt(2, 3000, true, &[0x41, 2]),
+            ],
+        );
         assert!(!aus[0].damaged && !aus[1].damaged && aus[1].loss_before);
         // Gap with a timestamp change and no marker: the marker may be lost.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x65, 1]), pkt(3, 3000, true, &[0x41, 2])]);
+        let aus = run(
+            &mut d,
+            &[pkt(1, 0, false, &[0x65, 1]), pkt(3, 3000, true, &[0x41, 2])],
+        );
         assert!(aus[0].damaged && aus[1].loss_before && !aus[1].damaged);
         // Duplicates and late packets are ignored.
         let mut d = Depacketizer::new(None);
         let aus = run(
             &mut d,
-            &[pkt(10, 0, false, &[0x65, 1]), pkt(10, 0, false, &[0x65, 1]), pkt(5, 0, false, &[0x65, 1]), pkt(11, 0, true, &[0x65, 2])],
+            &[
+                pkt(10, 0, false, &[0x65, 1]),
+                pkt(10, 0, false, &[0x65, 1]),
+                pkt(5, 0, false, &[0x65, 1]),
+                pkt(11, 0, true, &[0x65, 2]),
+            ],
         );
         assert_eq!(aus[0].nals.len(), 2);
         assert!(!aus[0].damaged);
         // A big backward jump is a discontinuity.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1000, 0, true, &[0x65, 1]), pkt(10, 3000, true, &[0x41, 1])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(1000, 0, true, &[0x65, 1]),
+                pkt(10, 3000, true, &[0x41, 1]),
+            ],
+        );
         assert!(aus[1].loss_before);
     }
 
@@ -553,18 +647,34 @@ mod tests {
     fn forbidden_and_unsupported_types() {
         for bad in [0x00u8, 0x80 | 0x41, 0x19, 0x1a, 0x1b, 0x1d] {
             let mut d = Depacketizer::new(None);
-            let aus = run(&mut d, &[pkt(1, 0, false, &[bad, 1, 2, 3]), pkt(2, 0, true, &[0x41, 1])]);
+            let aus = run(
+                &mut d,
+                &[
+                    pkt(1, 0, false, &[bad, 1, 2, 3]),
+                    pkt(2, 0, true, &[0x41, 1]),
+                ],
+            );
             assert!(aus[0].damaged, "type byte {bad:#x}");
             assert_eq!(nals(&aus[0]), vec![vec![0x41, 1]]);
         }
         // Reserved types 30/31 are ignored, empty payloads too.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x1e, 1]), pkt(2, 0, false, &[]), pkt(3, 0, true, &[0x41, 1])]);
+        let aus = run(
+            &mut d,
+            &[
+                pkt(1, 0, false, &[0x1e, 1]),
+                pkt(2, 0, false, &[]),
+                pkt(3, 0, true, &[0x41, 1]),
+            ],
+        );
         assert!(!aus[0].damaged);
         assert_eq!(aus[0].nals.len(), 1);
         // A marker on an empty payload still ends the access unit.
         let mut d = Depacketizer::new(None);
-        let aus = run(&mut d, &[pkt(1, 0, false, &[0x41, 1]), pkt(2, 0, true, &[])]);
+        let aus = run(
+            &mut d,
+            &[pkt(1, 0, false, &[0x41, 1]), pkt(2, 0, true, &[])],
+        );
         assert_eq!(aus.len(), 1);
     }
 

@@ -49,7 +49,9 @@ pub struct AccessUnit {
 impl AccessUnit {
     /// True when the picture holds an IDR slice.
     pub fn is_idr(&self) -> bool {
-        self.nals.iter().any(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::IDR))
+        self.nals
+            .iter()
+            .any(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::IDR))
     }
 
     /// Total payload bytes of all NAL units.
@@ -171,34 +173,54 @@ mod tests {
 
     #[test]
     fn sprop_errors() {
-        assert!(matches!(ParameterSets::from_sprop(""), Err(H264Error::BadSprop(_))));
-        assert!(matches!(ParameterSets::from_sprop("aMuMsg=="), Err(H264Error::BadSprop(_))));
+        assert!(matches!(
+            ParameterSets::from_sprop(""),
+            Err(H264Error::BadSprop(_))
+        ));
+        assert!(matches!(
+            ParameterSets::from_sprop("aMuMsg=="),
+            Err(H264Error::BadSprop(_))
+        ));
         assert!(matches!(
             ParameterSets::from_sprop("Z0LAHtkDxWhAAAADAEAAAAwDxYuS"),
             Err(H264Error::BadSprop(_))
         ));
-        assert!(matches!(ParameterSets::from_sprop("!!,??"), Err(H264Error::BadSprop(_))));
-        let short = ParameterSets { sps: Bytes::from_static(&[0x67, 0x42]), pps: Bytes::new() };
+        assert!(matches!(
+            ParameterSets::from_sprop("!!,??"),
+            Err(H264Error::BadSprop(_))
+        ));
+        let short = ParameterSets {
+            sps: Bytes::from_static(&[0x67, 0x42]),
+            pps: Bytes::new(),
+        };
         assert_eq!(short.profile_level_id(), None);
     }
 
     #[test]
     fn annex_b() {
         let data = [
-            0xff, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1, 0, 0, 1, 0, 0,
-            0, 1, 0x41, 0, 0,
+            0xff, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 0, 0, 3, 1, 0, 0,
+            1, 0, 0, 0, 1, 0x41, 0, 0,
         ];
         let nals = split_annex_b(&data);
         assert_eq!(
             nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 1][..], &[0x41][..]]
+            vec![
+                &[0x67, 1, 2][..],
+                &[0x68, 3][..],
+                &[0x65, 0, 0, 3, 1][..],
+                &[0x41][..]
+            ]
         );
         assert!(split_annex_b(&[]).is_empty());
         assert!(split_annex_b(&[0, 0]).is_empty());
         assert!(split_annex_b(&[0, 0, 1]).is_empty());
         assert!(split_annex_b(&[1, 2, 3, 4]).is_empty());
         assert_eq!(split_annex_b(&[0, 0, 1, 9]), vec![&[9][..]]);
-        assert_eq!(split_annex_b(&[0, 0, 1, 0, 0, 1, 9, 0, 0, 0, 0]), vec![&[9][..]]);
+        assert_eq!(
+            split_annex_b(&[0, 0, 1, 0, 0, 1, 9, 0, 0, 0, 0]),
+            vec![&[9][..]]
+        );
     }
 
     proptest::proptest! {

@@ -27,7 +27,9 @@ pub struct Packetizer {
 impl Packetizer {
     /// `max_payload` is clamped to at least 100 bytes.
     pub fn new(max_payload: usize) -> Self {
-        Packetizer { max_payload: max_payload.max(100) }
+        Packetizer {
+            max_payload: max_payload.max(100),
+        }
     }
 
     /// The largest payload this packetizer produces.
@@ -45,7 +47,12 @@ impl Packetizer {
     /// SPS/PPS, or else goes just before its first IDR slice, so the
     /// decoding order is kept. If SPS+PPS do not fit one payload they are
     /// sent as separate NAL units instead. Empty NAL units are skipped.
-    pub fn packetize(&mut self, au: &AccessUnit, params: Option<&ParameterSets>, out: &mut Vec<Payload>) {
+    pub fn packetize(
+        &mut self,
+        au: &AccessUnit,
+        params: Option<&ParameterSets>,
+        out: &mut Vec<Payload>,
+    ) {
         let kind = |n: &Bytes| n.first().map(|b| b & 0x1f);
         let first = out.len();
         let is_idr = au.is_idr();
@@ -99,7 +106,10 @@ impl Packetizer {
     fn parameter_sets(&self, sps: Option<&Bytes>, pps: Option<&Bytes>, out: &mut Vec<Payload>) {
         let sets: Vec<&Bytes> = sps.into_iter().chain(pps).collect();
         let stap_len = 1 + sets.iter().map(|s| 2 + s.len()).sum::<usize>();
-        if sets.len() < 2 || stap_len > self.max_payload || sets.iter().any(|s| s.len() > usize::from(u16::MAX)) {
+        if sets.len() < 2
+            || stap_len > self.max_payload
+            || sets.iter().any(|s| s.len() > usize::from(u16::MAX))
+        {
             for s in sets {
                 self.nal(s, out);
             }
@@ -114,13 +124,19 @@ impl Packetizer {
             stap.extend_from_slice(&(s.len() as u16).to_be_bytes());
             stap.extend_from_slice(s);
         }
-        out.push(Payload { data: Bytes::from(stap), marker: false });
+        out.push(Payload {
+            data: Bytes::from(stap),
+            marker: false,
+        });
     }
 
     /// One NAL unit, whole or as FU-A fragments.
     fn nal(&self, nal: &Bytes, out: &mut Vec<Payload>) {
         if nal.len() <= self.max_payload {
-            out.push(Payload { data: nal.clone(), marker: false });
+            out.push(Payload {
+                data: nal.clone(),
+                marker: false,
+            });
             return;
         }
         let header = nal[0];
@@ -139,7 +155,10 @@ impl Packetizer {
             }
             buf.extend_from_slice(&[indicator, fu]);
             buf.extend_from_slice(piece);
-            out.push(Payload { data: buf.split().freeze(), marker: false });
+            out.push(Payload {
+                data: buf.split().freeze(),
+                marker: false,
+            });
         }
     }
 }
@@ -156,15 +175,28 @@ mod tests {
     }
 
     fn au(nals: &[&[u8]]) -> AccessUnit {
-        AccessUnit { timestamp: 0, nals: nals.iter().map(|n| b(n)).collect(), damaged: false, loss_before: false }
+        AccessUnit {
+            timestamp: 0,
+            nals: nals.iter().map(|n| b(n)).collect(),
+            damaged: false,
+            loss_before: false,
+        }
     }
 
     fn params() -> ParameterSets {
-        ParameterSets { sps: b(&[0x67, 0x42, 0xc0, 0x1e]), pps: b(&[0x68, 0xce]) }
+        ParameterSets {
+            sps: b(&[0x67, 0x42, 0xc0, 0x1e]),
+            pps: b(&[0x68, 0xce]),
+        }
     }
 
     /// Packetizes, then depacketizes with RTP sequence numbers from `seq`.
-    fn round_trip(p: &mut Packetizer, au: &AccessUnit, params: Option<&ParameterSets>, seq: &mut u16) -> AccessUnit {
+    fn round_trip(
+        p: &mut Packetizer,
+        au: &AccessUnit,
+        params: Option<&ParameterSets>,
+        seq: &mut u16,
+    ) -> AccessUnit {
         let mut payloads = Vec::new();
         p.packetize(au, params, &mut payloads);
         assert!(payloads.iter().all(|x| x.data.len() <= p.max_payload()));
@@ -187,12 +219,22 @@ mod tests {
     fn idr_with_params_from_argument() {
         let mut p = Packetizer::new(1200);
         let mut out = Vec::new();
-        p.packetize(&au(&[&[0x09, 0xf0], &[0x65, 1, 2]]), Some(&params()), &mut out);
+        p.packetize(
+            &au(&[&[0x09, 0xf0], &[0x65, 1, 2]]),
+            Some(&params()),
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![
-                Payload { data: b(&[0x78, 0, 4, 0x67, 0x42, 0xc0, 0x1e, 0, 2, 0x68, 0xce]), marker: false },
-                Payload { data: b(&[0x65, 1, 2]), marker: true },
+                Payload {
+                    data: b(&[0x78, 0, 4, 0x67, 0x42, 0xc0, 0x1e, 0, 2, 0x68, 0xce]),
+                    marker: false
+                },
+                Payload {
+                    data: b(&[0x65, 1, 2]),
+                    marker: true
+                },
             ]
         );
     }
@@ -201,9 +243,20 @@ mod tests {
     fn idr_with_own_params_not_sent_twice() {
         let mut p = Packetizer::new(1200);
         let mut out = Vec::new();
-        p.packetize(&au(&[&[0x67, 9], &[0x68, 8], &[0x06, 5], &[0x65, 1]]), Some(&params()), &mut out);
+        p.packetize(
+            &au(&[&[0x67, 9], &[0x68, 8], &[0x06, 5], &[0x65, 1]]),
+            Some(&params()),
+            &mut out,
+        );
         let data: Vec<&[u8]> = out.iter().map(|x| &x.data[..]).collect();
-        assert_eq!(data, vec![&[0x78, 0, 2, 0x67, 9, 0, 2, 0x68, 8][..], &[0x06, 5], &[0x65, 1]]);
+        assert_eq!(
+            data,
+            vec![
+                &[0x78, 0, 2, 0x67, 9, 0, 2, 0x68, 8][..],
+                &[0x06, 5],
+                &[0x65, 1]
+            ]
+        );
         // Non-IDR: parameter sets pass through as they are, no STAP-A.
         out.clear();
         p.packetize(&au(&[&[0x68, 8], &[0x41, 1]]), Some(&params()), &mut out);
@@ -233,7 +286,13 @@ mod tests {
         let mut p = Packetizer::new(1200);
         let mut out = Vec::new();
         p.packetize(&au(&[&[0x65, 1]]), None, &mut out);
-        assert_eq!(out, vec![Payload { data: b(&[0x65, 1]), marker: true }]);
+        assert_eq!(
+            out,
+            vec![Payload {
+                data: b(&[0x65, 1]),
+                marker: true
+            }]
+        );
     }
 
     /// What the depacketizer should return for `au`: AUDs gone, and for an
@@ -244,7 +303,10 @@ mod tests {
         let is_ps = |n: &Bytes| kind(n) == nal_type::SPS || kind(n) == nal_type::PPS;
         let idr = au.is_idr();
         let own = |t| au.nals.iter().find(|n| kind(n) == t).cloned();
-        let at = au.nals.iter().position(|n| is_ps(n) || kind(n) == nal_type::IDR);
+        let at = au
+            .nals
+            .iter()
+            .position(|n| is_ps(n) || kind(n) == nal_type::IDR);
         let mut out: Vec<Bytes> = Vec::new();
         for (i, n) in au.nals.iter().enumerate() {
             if idr && at == Some(i) {
@@ -261,11 +323,16 @@ mod tests {
     fn nal_strategy() -> impl Strategy<Value = Bytes> {
         // Types weighted to the interesting ones; lengths around the MTU.
         let kind = prop_oneof![Just(1u8), Just(5), Just(6), Just(9), Just(2)];
-        (kind, 0u8..4, prop_oneof![0usize..20, 1000usize..1300, 1300usize..5000]).prop_map(|(t, nri, len)| {
-            let mut v = vec![(nri << 5) | t];
-            v.extend((0..len).map(|i| (i * 7 + 3) as u8));
-            Bytes::from(v)
-        })
+        (
+            kind,
+            0u8..4,
+            prop_oneof![0usize..20, 1000usize..1300, 1300usize..5000],
+        )
+            .prop_map(|(t, nri, len)| {
+                let mut v = vec![(nri << 5) | t];
+                v.extend((0..len).map(|i| (i * 7 + 3) as u8));
+                Bytes::from(v)
+            })
     }
 
     proptest! {

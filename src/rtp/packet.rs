@@ -162,9 +162,15 @@ mod tests {
         assert_eq!(parse(&[0x80; 11]), Err(RtpError::Truncated(11)));
         assert_eq!(parse(&[0x40; 12]), Err(RtpError::BadVersion(1)));
         // CSRC count 1 but no room.
-        assert_eq!(parse(&[0x81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(RtpError::Truncated(12)));
+        assert_eq!(
+            parse(&[0x81, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(RtpError::Truncated(12))
+        );
         // Extension header missing.
-        assert_eq!(parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(RtpError::Truncated(14)));
+        assert_eq!(
+            parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(RtpError::Truncated(14))
+        );
         // Extension length beyond the packet.
         assert_eq!(
             parse(&[0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),

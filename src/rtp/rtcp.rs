@@ -169,7 +169,12 @@ impl ReceiverStats {
     /// `last_sr` is [`SenderReport::lsr`] of the last SR received from the
     /// source (0 if none); `delay_since_last_sr` is in 1/65536 s (see
     /// [`dlsr`]).
-    pub fn report_block(&mut self, source_ssrc: u32, last_sr: u32, delay_since_last_sr: u32) -> ReportBlock {
+    pub fn report_block(
+        &mut self,
+        source_ssrc: u32,
+        last_sr: u32,
+        delay_since_last_sr: u32,
+    ) -> ReportBlock {
         let expected = self.expected();
         let expected_interval = expected.saturating_sub(self.expected_prior);
         let received_interval = self.received.saturating_sub(self.received_prior);
@@ -179,7 +184,10 @@ impl ReceiverStats {
         let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
             0
         } else {
-            ((lost_interval as u64) << 8).checked_div(expected_interval).unwrap_or(0).min(255) as u8
+            ((lost_interval as u64) << 8)
+                .checked_div(expected_interval)
+                .unwrap_or(0)
+                .min(255) as u8
         };
         ReportBlock {
             ssrc: source_ssrc,
@@ -269,9 +277,19 @@ fn write_header(out: &mut Vec<u8>, count: u8, packet_type: u8, length_words: u16
 /// Appends a receiver report (PT 201) from `reporter_ssrc` with up to 31
 /// `blocks` (more are ignored), followed by an SDES packet with `cname`,
 /// as a compound packet must carry one (RFC 3550 6.1).
-pub fn write_receiver_report(out: &mut Vec<u8>, reporter_ssrc: u32, blocks: &[ReportBlock], cname: &str) {
+pub fn write_receiver_report(
+    out: &mut Vec<u8>,
+    reporter_ssrc: u32,
+    blocks: &[ReportBlock],
+    cname: &str,
+) {
     let blocks = &blocks[..blocks.len().min(31)];
-    write_header(out, blocks.len() as u8, PT_RR, (1 + 6 * blocks.len()) as u16);
+    write_header(
+        out,
+        blocks.len() as u8,
+        PT_RR,
+        (1 + 6 * blocks.len()) as u16,
+    );
     out.extend_from_slice(&reporter_ssrc.to_be_bytes());
     for b in blocks {
         b.write(out);
@@ -376,13 +394,17 @@ pub fn packets(data: &[u8]) -> impl Iterator<Item = Result<RtcpPacketRef<'_>, Rt
 }
 
 fn next_packet(data: &[u8], offset: usize) -> Result<(RtcpPacketRef<'_>, usize), RtcpError> {
-    let hdr = data.get(offset..offset + 4).ok_or(RtcpError::Truncated(offset))?;
+    let hdr = data
+        .get(offset..offset + 4)
+        .ok_or(RtcpError::Truncated(offset))?;
     let version = hdr[0] >> 6;
     if version != 2 {
         return Err(RtcpError::BadVersion { version, offset });
     }
     let len = 4 * (usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) + 1);
-    let pkt = data.get(offset..offset + len).ok_or(RtcpError::Truncated(offset))?;
+    let pkt = data
+        .get(offset..offset + len)
+        .ok_or(RtcpError::Truncated(offset))?;
     let mut body = &pkt[4..];
     if hdr[0] & 0x20 != 0 {
         let pad = usize::from(*pkt.last().unwrap_or(&0));
@@ -391,7 +413,14 @@ fn next_packet(data: &[u8], offset: usize) -> Result<(RtcpPacketRef<'_>, usize),
         }
         body = &body[..body.len() - pad];
     }
-    Ok((RtcpPacketRef { count: hdr[0] & 0x1f, packet_type: hdr[1], body }, offset + len))
+    Ok((
+        RtcpPacketRef {
+            count: hdr[0] & 0x1f,
+            packet_type: hdr[1],
+            body,
+        },
+        offset + len,
+    ))
 }
 
 /// The first sender report of a compound RTCP packet; `None` when there is
@@ -408,7 +437,10 @@ pub fn find_sender_report(data: &[u8]) -> Result<Option<SenderReport>, RtcpError
     while offset < data.len() {
         let (p, next) = next_packet(data, offset)?;
         if p.packet_type == PT_SR {
-            let b = p.body.get(..24).ok_or(RtcpError::ShortSenderReport(offset))?;
+            let b = p
+                .body
+                .get(..24)
+                .ok_or(RtcpError::ShortSenderReport(offset))?;
             let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
             return Ok(Some(SenderReport {
                 ssrc: u32_at(0),
@@ -496,7 +528,12 @@ mod tests {
             }
             prev_transit = transit;
         }
-        assert!((f64::from(s.jitter()) - j).abs() <= 1.0, "{} vs {}", s.jitter(), j);
+        assert!(
+            (f64::from(s.jitter()) - j).abs() <= 1.0,
+            "{} vs {}",
+            s.jitter(),
+            j
+        );
         assert!(s.jitter() > 140);
     }
 
@@ -542,8 +579,11 @@ mod tests {
             let mut out = Vec::new();
             write_sdes_cname(&mut out, 1, &name);
             assert_eq!(out.len() % 4, 0);
-            assert_eq!(usize::from(u16::from_be_bytes([out[2], out[3]])) * 4 + 4, out.len());
-            assert!(out.len() >= 4 + 4 + 2 + n + 1);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([out[2], out[3]])) * 4 + 4,
+                out.len()
+            );
+            assert!(out.len() > 4 + 4 + 2 + n, "room for the null terminator");
             assert_eq!(*out.last().unwrap(), 0);
         }
     }
@@ -581,7 +621,11 @@ mod tests {
     fn sr_after_rr_in_compound() {
         let mut out = Vec::new();
         write_receiver_report(&mut out, 9, &[], "a");
-        let sr = SenderReport { ssrc: 3, ntp_timestamp: 1 << 40, ..Default::default() };
+        let sr = SenderReport {
+            ssrc: 3,
+            ntp_timestamp: 1 << 40,
+            ..Default::default()
+        };
         write_sender_report(&mut out, &sr);
         assert_eq!(find_sender_report(&out), Ok(Some(sr)));
     }
@@ -589,22 +633,40 @@ mod tests {
     #[test]
     fn sr_parse_errors() {
         assert_eq!(find_sender_report(&[]), Ok(None));
-        assert_eq!(find_sender_report(&[0x80, 200, 0]), Err(RtcpError::Truncated(0)));
+        assert_eq!(
+            find_sender_report(&[0x80, 200, 0]),
+            Err(RtcpError::Truncated(0))
+        );
         assert_eq!(
             find_sender_report(&[0x40, 200, 0, 0]),
-            Err(RtcpError::BadVersion { version: 1, offset: 0 })
+            Err(RtcpError::BadVersion {
+                version: 1,
+                offset: 0
+            })
         );
-        assert_eq!(find_sender_report(&[0x80, 200, 0, 1, 0, 0, 0, 0]), Err(RtcpError::ShortSenderReport(0)));
-        assert_eq!(find_sender_report(&[0x80, 200, 0, 6, 0, 0, 0, 0]), Err(RtcpError::Truncated(0)));
+        assert_eq!(
+            find_sender_report(&[0x80, 200, 0, 1, 0, 0, 0, 0]),
+            Err(RtcpError::ShortSenderReport(0))
+        );
+        assert_eq!(
+            find_sender_report(&[0x80, 200, 0, 6, 0, 0, 0, 0]),
+            Err(RtcpError::Truncated(0))
+        );
         // Padding bit with a zero pad count.
-        assert_eq!(find_sender_report(&[0xa0, 201, 0, 1, 0, 0, 0, 0]), Err(RtcpError::Truncated(0)));
+        assert_eq!(
+            find_sender_report(&[0xa0, 201, 0, 1, 0, 0, 0, 0]),
+            Err(RtcpError::Truncated(0))
+        );
     }
 
     #[test]
     fn bye_bytes() {
         let mut out = Vec::new();
         write_bye(&mut out, &[0x0a0b_0c0d], Some("bye"));
-        assert_eq!(out, [0x81, 203, 0, 2, 0x0a, 0x0b, 0x0c, 0x0d, 3, b'b', b'y', b'e']);
+        assert_eq!(
+            out,
+            [0x81, 203, 0, 2, 0x0a, 0x0b, 0x0c, 0x0d, 3, b'b', b'y', b'e']
+        );
         out.clear();
         write_bye(&mut out, &[1, 2], None);
         assert_eq!(out, [0x82, 203, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2]);

@@ -22,18 +22,27 @@ impl Authenticator {
     /// A checker for `user`/`password` with a fresh random nonce.
     pub(crate) fn new(user: String, password: String) -> Self {
         let nonce = format!("{:032x}", rand::random::<u128>());
-        Authenticator { user, password, nonce }
+        Authenticator {
+            user,
+            password,
+            nonce,
+        }
     }
 
     /// The `WWW-Authenticate` value of a 401 answer.
     pub(crate) fn challenge(&self) -> String {
-        format!("Digest realm=\"{REALM}\", nonce=\"{}\", algorithm=MD5", self.nonce)
+        format!(
+            "Digest realm=\"{REALM}\", nonce=\"{}\", algorithm=MD5",
+            self.nonce
+        )
     }
 
     /// True when `header` (an `Authorization` value) carries the right
     /// credentials for `method`. Never panics on any input.
     pub(crate) fn check(&self, method: &str, header: Option<&str>) -> bool {
-        let Some(header) = header.map(str::trim) else { return false };
+        let Some(header) = header.map(str::trim) else {
+            return false;
+        };
         let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             self.check_basic(rest.trim())
@@ -55,11 +64,18 @@ impl Authenticator {
     fn check_digest(&self, method: &str, params: &str) -> bool {
         let params = parse_params(params);
         let get = |name: &str| {
-            params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
         };
-        let (Some(user), Some(realm), Some(nonce), Some(uri), Some(response)) =
-            (get("username"), get("realm"), get("nonce"), get("uri"), get("response"))
-        else {
+        let (Some(user), Some(realm), Some(nonce), Some(uri), Some(response)) = (
+            get("username"),
+            get("realm"),
+            get("nonce"),
+            get("uri"),
+            get("response"),
+        ) else {
             return false;
         };
         if user != self.user || realm != REALM || nonce != self.nonce {
@@ -80,13 +96,19 @@ impl Authenticator {
             }
             Some(_) => return false,
         };
-        constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes())
+        constant_time_eq(
+            expected.as_bytes(),
+            response.to_ascii_lowercase().as_bytes(),
+        )
     }
 }
 
 /// Lower-case hex MD5 of `s`.
 fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Equality that does not stop at the first differing byte.
@@ -147,7 +169,11 @@ mod tests {
     use super::*;
 
     fn auth() -> Authenticator {
-        Authenticator { user: "admin".into(), password: "s3cret".into(), nonce: "abc123".into() }
+        Authenticator {
+            user: "admin".into(),
+            password: "s3cret".into(),
+            nonce: "abc123".into(),
+        }
     }
 
     #[test]
@@ -183,7 +209,14 @@ mod tests {
         let a = auth();
         assert!(a.check("PLAY", Some("Basic YWRtaW46czNjcmV0")));
         assert!(!a.check("PLAY", Some("Basic YWRtaW46d3Jvbmc=")));
-        for junk in ["", "Digest", "Digest ,,,=\"", "Basic !!", "Bearer x", "Digest a=\"\\"] {
+        for junk in [
+            "",
+            "Digest",
+            "Digest ,,,=\"",
+            "Basic !!",
+            "Bearer x",
+            "Digest a=\"\\",
+        ] {
             assert!(!a.check("PLAY", Some(junk)), "{junk}");
         }
         assert!(!a.check("PLAY", None));

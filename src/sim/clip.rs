@@ -113,7 +113,10 @@ impl Clip {
     pub(crate) fn parse(data: &[u8]) -> Result<Clip, ClipError> {
         let aus = access_units(&Bytes::copy_from_slice(data));
         let first_of = |kind: u8| {
-            aus.iter().flatten().find(|n| n.first().map(|b| b & 0x1f) == Some(kind)).cloned()
+            aus.iter()
+                .flatten()
+                .find(|n| n.first().map(|b| b & 0x1f) == Some(kind))
+                .cloned()
         };
         let (sps, pps) = (first_of(nal_type::SPS), first_of(nal_type::PPS));
         let (Some(sps), Some(pps)) = (sps, pps) else {
@@ -133,12 +136,19 @@ impl Clip {
             };
             let mut payloads = Vec::new();
             packetizer.packetize(&au, Some(&params), &mut payloads);
-            frames.push(Frame { payloads, idr: au.is_idr() });
+            frames.push(Frame {
+                payloads,
+                idr: au.is_idr(),
+            });
         }
         if !frames.first().is_some_and(|f| f.idr) {
             return Err(ClipError::NoLeadingIdr);
         }
-        let gop = frames.iter().skip(1).position(|f| f.idr).map_or(frames.len(), |p| p + 1);
+        let gop = frames
+            .iter()
+            .skip(1)
+            .position(|f| f.idr)
+            .map_or(frames.len(), |p| p + 1);
         let seconds = frames.len() as u64;
         let info = ClipInfo {
             width,
@@ -154,7 +164,9 @@ impl Clip {
             frames,
             audio: beep_second(),
             sprop: params.to_sprop(),
-            profile_level_id: params.profile_level_id().unwrap_or_else(|| "42e01f".to_owned()),
+            profile_level_id: params
+                .profile_level_id()
+                .unwrap_or_else(|| "42e01f".to_owned()),
             info,
         })
     }
@@ -175,7 +187,10 @@ fn access_units(data: &Bytes) -> Vec<Vec<Bytes>> {
         let starts_au = if vcl {
             nal.get(1).is_some_and(|b| b & 0x80 != 0)
         } else {
-            matches!(kind, nal_type::AUD | nal_type::SPS | nal_type::PPS | nal_type::SEI)
+            matches!(
+                kind,
+                nal_type::AUD | nal_type::SPS | nal_type::PPS | nal_type::SEI
+            )
         };
         if starts_au && current_has_vcl {
             aus.push(std::mem::take(&mut current));
@@ -197,7 +212,8 @@ fn dimensions(sps: &[u8]) -> Result<(u32, u32), ClipError> {
     let rbsp = decode_nal(sps).map_err(|e| ClipError::BadSps(e.to_string()))?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
         .map_err(|e| ClipError::BadSps(format!("{e:?}")))?;
-    sps.pixel_dimensions().map_err(|e| ClipError::BadSps(format!("{e:?}")))
+    sps.pixel_dimensions()
+        .map_err(|e| ClipError::BadSps(format!("{e:?}")))
 }
 
 /// One second of PCMU: a 1 kHz tone for the first 100 ms, then silence, in
@@ -216,7 +232,10 @@ fn beep_second() -> Vec<Bytes> {
             linear_to_ulaw(s)
         })
         .collect();
-    samples.chunks(AUDIO_SAMPLES_PER_PACKET).map(Bytes::copy_from_slice).collect()
+    samples
+        .chunks(AUDIO_SAMPLES_PER_PACKET)
+        .map(Bytes::copy_from_slice)
+        .collect()
 }
 
 /// G.711 μ-law encoding of one 16-bit linear sample.

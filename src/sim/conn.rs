@@ -29,7 +29,14 @@ const MAX_REQUEST: usize = 64 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Methods the sim implements, for `Public` and `Allow`.
-const METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN";
+const METHODS: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, SET_PARAMETER, TEARDOWN";
+
+/// Kernel send buffer per connection (Linux doubles it): about a second of
+/// the clip. It bounds what a slow reader can make the host hold: past it,
+/// writes stall and [`WRITE_TIMEOUT`] drops the client. Autotuning would
+/// let each connection grow to megabytes.
+const SEND_BUFFER: usize = 256 * 1024;
 
 /// UDP sessions a connection keeps alive with its requests (the newest).
 const MAX_TRACKED_UDP: usize = 16;
@@ -38,6 +45,7 @@ const MAX_TRACKED_UDP: usize = 16;
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     // Media and answers are written whole; no reason to wait for Nagle.
     let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
     let local_ip = match stream.local_addr() {
         Ok(a) => a.ip(),
         Err(e) => {
@@ -45,7 +53,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             return;
         }
     };
-    let mut conn = Conn { shared, peer, local_ip, tcp: None, udp_ids: Vec::new() };
+    let mut conn = Conn {
+        shared,
+        peer,
+        local_ip,
+        tcp: None,
+        udp_ids: Vec::new(),
+    };
     match conn.run(stream).await {
         Ok(()) => debug!(%peer, "sim: connection closed"),
         Err(e) => debug!("sim: connection ended: {e}"),
@@ -89,7 +103,11 @@ struct Reply {
 
 impl Reply {
     fn new(status: StatusCode) -> Self {
-        Reply { status, headers: Vec::new(), body: Vec::new() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     fn ok() -> Self {
@@ -146,7 +164,10 @@ impl Conn {
     /// `wbuf`. An error ends the connection (after `wbuf` is written).
     async fn process(&mut self, rbuf: &mut BytesMut, wbuf: &mut Vec<u8>) -> Result<(), SimError> {
         loop {
-            let skip = rbuf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            let skip = rbuf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             rbuf.advance(skip);
             if rbuf.is_empty() {
                 return Ok(());
@@ -176,8 +197,15 @@ impl Conn {
                 }
                 Err(ParseError::Incomplete(_)) => {
                     if rbuf.len() > MAX_REQUEST {
-                        write_reply(wbuf, Reply::new(StatusCode::RequestMessageBodyTooLarge), None);
-                        return Err(SimError::RequestTooLarge { peer: self.peer, limit: MAX_REQUEST });
+                        write_reply(
+                            wbuf,
+                            Reply::new(StatusCode::RequestMessageBodyTooLarge),
+                            None,
+                        );
+                        return Err(SimError::RequestTooLarge {
+                            peer: self.peer,
+                            limit: MAX_REQUEST,
+                        });
                     }
                     return Ok(());
                 }
@@ -217,7 +245,8 @@ impl Conn {
         if let Some(auth) = &self.shared.auth {
             let name: &str = method.into();
             if !auth.check(name, req.header(&AUTHORIZATION).map(|v| v.as_str())) {
-                return Reply::new(StatusCode::Unauthorized).header(WWW_AUTHENTICATE, auth.challenge());
+                return Reply::new(StatusCode::Unauthorized)
+                    .header(WWW_AUTHENTICATE, auth.challenge());
             }
         }
         match method {
@@ -239,15 +268,22 @@ impl Conn {
     }
 
     fn session_header(&self, id: &str) -> String {
-        format!("{id};timeout={}", self.shared.options.session_timeout.as_secs())
+        format!(
+            "{id};timeout={}",
+            self.shared.options.session_timeout.as_secs()
+        )
     }
 
     fn describe(&self, req: &Request<Vec<u8>>) -> Reply {
         let Some(url) = req.request_uri() else {
             return Reply::new(StatusCode::BadRequest);
         };
-        let body =
-            describe::sdp(clip::clip(), describe::audio_enabled(url), self.local_ip, rand::random::<u32>().into());
+        let body = describe::sdp(
+            clip::clip(),
+            describe::audio_enabled(url),
+            self.local_ip,
+            rand::random::<u32>().into(),
+        );
         let mut reply = Reply::ok()
             .header(CONTENT_BASE, describe::content_base(url))
             .header(CONTENT_TYPE, "application/sdp");
@@ -261,8 +297,9 @@ impl Conn {
         };
         // A SETUP of the aggregate URL is taken to mean the video track.
         let track = describe::track_of(url.as_str()).unwrap_or(Track::Video);
-        let Some(transport) =
-            req.header(&TRANSPORT).and_then(|v| describe::parse_transport(v.as_str()))
+        let Some(transport) = req
+            .header(&TRANSPORT)
+            .and_then(|v| describe::parse_transport(v.as_str()))
         else {
             return Reply::new(StatusCode::UnsupportedTransport);
         };
@@ -305,7 +342,9 @@ impl Conn {
                     channels.0, channels.1
                 );
                 let id = s.id.clone();
-                Reply::ok().header(TRANSPORT, transport).header(SESSION, self.session_header(&id))
+                Reply::ok()
+                    .header(TRANSPORT, transport)
+                    .header(SESSION, self.session_header(&id))
             }
             RequestedTransport::Udp { client_ports } => {
                 if session.is_some() && udp_session.is_none() {
@@ -355,7 +394,9 @@ impl Conn {
                     rtp_addr.port(),
                     rtcp_addr.port()
                 );
-                Reply::ok().header(TRANSPORT, transport).header(SESSION, self.session_header(&id))
+                Reply::ok()
+                    .header(TRANSPORT, transport)
+                    .header(SESSION, self.session_header(&id))
             }
         }
     }
@@ -408,7 +449,11 @@ impl Conn {
         if self.tcp.as_ref().is_some_and(|s| s.id == id) {
             self.tcp = None;
         } else if let Some(h) = self.shared.udp_session(id) {
-            self.shared.udp_sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            self.shared
+                .udp_sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
             self.udp_ids.retain(|u| u != id);
             h.teardown().await;
         } else {

@@ -72,14 +72,17 @@ where
 /// The track a control URL names (`.../trackID=N`), if any.
 pub(crate) fn track_of(url: &str) -> Option<Track> {
     let at = url.rfind("trackID=")?;
-    let digits: String =
-        url[at + "trackID=".len()..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = url[at + "trackID=".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     Track::from_id(digits.parse().ok()?)
 }
 
 /// Whether the URL's query keeps the audio track (`?audio=0` drops it).
 pub(crate) fn audio_enabled(url: &url::Url) -> bool {
-    !url.query_pairs().any(|(k, v)| k == "audio" && (v == "0" || v == "false" || v == "off"))
+    !url.query_pairs()
+        .any(|(k, v)| k == "audio" && (v == "0" || v == "false" || v == "off"))
 }
 
 /// `Content-Base` for a DESCRIBE of `url`: the URL without its query and
@@ -141,18 +144,34 @@ mod tests {
         use RequestedTransport::*;
         assert_eq!(
             parse_transport("RTP/AVP/TCP;unicast;interleaved=0-1"),
-            Some(Tcp { channels: Some((0, 1)) })
+            Some(Tcp {
+                channels: Some((0, 1))
+            })
         );
-        assert_eq!(parse_transport("RTP/AVP/TCP;unicast"), Some(Tcp { channels: None }));
+        assert_eq!(
+            parse_transport("RTP/AVP/TCP;unicast"),
+            Some(Tcp { channels: None })
+        );
         assert_eq!(
             parse_transport("RTP/AVP;unicast;client_port=5000-5001"),
-            Some(Udp { client_ports: (5000, 5001) })
+            Some(Udp {
+                client_ports: (5000, 5001)
+            })
         );
         assert_eq!(
             parse_transport("RTP/AVP;multicast, RTP/AVP/UDP;unicast;client_port=7000"),
-            Some(Udp { client_ports: (7000, 7001) })
+            Some(Udp {
+                client_ports: (7000, 7001)
+            })
         );
-        for bad in ["", "RTP/SAVP;unicast;client_port=1-2", "RTP/AVP;unicast", "RTP/AVP/TCP;interleaved=300-301", "RTP/AVP;client_port=65535", ";;;,,"] {
+        for bad in [
+            "",
+            "RTP/SAVP;unicast;client_port=1-2",
+            "RTP/AVP;unicast",
+            "RTP/AVP/TCP;interleaved=300-301",
+            "RTP/AVP;client_port=65535",
+            ";;;,,",
+        ] {
             assert_eq!(parse_transport(bad), None, "{bad}");
         }
     }
@@ -160,7 +179,10 @@ mod tests {
     #[test]
     fn control_urls() {
         assert_eq!(track_of("rtsp://h/cam/trackID=1"), Some(Track::Audio));
-        assert_eq!(track_of("rtsp://h/cam?audio=0/trackID=0"), Some(Track::Video));
+        assert_eq!(
+            track_of("rtsp://h/cam?audio=0/trackID=0"),
+            Some(Track::Video)
+        );
         assert_eq!(track_of("rtsp://h/cam/trackID=7"), None);
         assert_eq!(track_of("rtsp://h/cam/"), None);
         let u = url::Url::parse("rtsp://127.0.0.1:8554/cam?audio=0").unwrap();

@@ -37,7 +37,10 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { credentials: None, session_timeout: Duration::from_secs(60) }
+        SimOptions {
+            credentials: None,
+            session_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -68,7 +71,7 @@ pub enum SimError {
         peer: SocketAddr,
     },
     /// The client did not take a frame's data within the write deadline.
-    #[error("client {peer}: socket did not drain for {0:?}, dropping a slow reader", .timeout)]
+    #[error("client {peer}: socket did not drain for {timeout:?}, dropping a slow reader")]
     SlowReader {
         /// The client's address.
         peer: SocketAddr,
@@ -103,7 +106,11 @@ impl Shared {
 
     /// The UDP session `id`, if it exists.
     fn udp_session(&self, id: &str) -> Option<Arc<udp::UdpHandle>> {
-        self.udp_sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.udp_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 }
 
@@ -125,7 +132,11 @@ impl SimServer {
     pub async fn bind(addr: SocketAddr, options: SimOptions) -> std::io::Result<SimServer> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        Ok(SimServer { listener, local_addr, options })
+        Ok(SimServer {
+            listener,
+            local_addr,
+            options,
+        })
     }
 
     /// The address clients connect to.
@@ -174,6 +185,10 @@ impl SimServer {
         drop(self.listener);
         shared.tracker.close();
         shared.tracker.wait().await;
-        shared.udp_sessions.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        shared
+            .udp_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }

@@ -129,7 +129,11 @@ pub(crate) struct Streamer {
 impl Streamer {
     /// A session with no streams yet.
     pub(crate) fn new(clip: &'static Clip) -> Self {
-        Streamer { clip, streams: Vec::new(), frame: 0 }
+        Streamer {
+            clip,
+            streams: Vec::new(),
+            frame: 0,
+        }
     }
 
     /// The stream for `track`, if set up.
@@ -141,7 +145,11 @@ impl Streamer {
     pub(crate) fn rtp_info(&self) -> Vec<RtpInfo> {
         self.streams
             .iter()
-            .map(|s| RtpInfo { url: s.url.clone(), seq: s.seq, rtptime: self.rtptime(s) })
+            .map(|s| RtpInfo {
+                url: s.url.clone(),
+                seq: s.seq,
+                rtptime: self.rtptime(s),
+            })
             .collect()
     }
 
@@ -252,7 +260,11 @@ fn finish_packet(
         let len = u16::try_from(out.len() - body).unwrap_or(u16::MAX);
         out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
     }
-    packets.push(PacketRef { stream, rtcp, range: body..out.len() });
+    packets.push(PacketRef {
+        stream,
+        rtcp,
+        range: body..out.len(),
+    });
 }
 
 /// The 64-bit NTP timestamp (RFC 3550 section 4) of `wall`.
@@ -265,7 +277,14 @@ fn ntp_timestamp(wall: SystemTime) -> u64 {
 
 /// Appends a 28-byte RTCP sender report with no report blocks (RFC 3550
 /// section 6.4.1).
-fn write_sender_report(out: &mut Vec<u8>, ssrc: u32, ntp: u64, rtptime: u32, packets: u32, octets: u32) {
+fn write_sender_report(
+    out: &mut Vec<u8>,
+    ssrc: u32,
+    ntp: u64,
+    rtptime: u32,
+    packets: u32,
+    octets: u32,
+) {
     out.extend_from_slice(&[0x80, 200, 0, 6]);
     out.extend_from_slice(&ssrc.to_be_bytes());
     out.extend_from_slice(&ntp.to_be_bytes());
@@ -293,8 +312,10 @@ mod tests {
     fn continuous_across_loops_and_interleaved_framing() {
         let clip = clip();
         let mut s = Streamer::new(clip);
-        s.streams.push(StreamState::new(Track::Video, Some((0, 1)), "v".into()));
-        s.streams.push(StreamState::new(Track::Audio, Some((2, 3)), "a".into()));
+        s.streams
+            .push(StreamState::new(Track::Video, Some((0, 1)), "v".into()));
+        s.streams
+            .push(StreamState::new(Track::Audio, Some((2, 3)), "a".into()));
         let info = s.rtp_info();
         let (mut out, mut pk) = (Vec::new(), Vec::new());
         let mut next_seq = [info[0].seq, info[1].seq];
@@ -313,6 +334,10 @@ mod tests {
                 let ch = out[pos + 1];
                 assert_eq!(ch, [0, 2][p.stream] + u8::from(p.rtcp));
                 let pkt = &out[p.range.clone()];
+                // The hand-written `$` header is what rtsp-types would write.
+                let mut framed = Vec::new();
+                rtsp_types::Data::new(ch, pkt).write(&mut framed).expect("Vec write");
+                assert_eq!(framed, &out[pos..p.range.end]);
                 if p.rtcp {
                     srs += 1;
                     assert_eq!((pkt.len(), pkt[1]), (28, 200));

@@ -40,7 +40,10 @@ impl UdpHandle {
     /// already has that track, or has ended.
     pub(crate) async fn add_stream(&self, stream: UdpStream) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.ctl.send(Command::AddStream(Box::new(stream), tx)).await.is_ok()
+        self.ctl
+            .send(Command::AddStream(Box::new(stream), tx))
+            .await
+            .is_ok()
             && rx.await.unwrap_or(false)
     }
 
@@ -114,8 +117,10 @@ pub(crate) async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSock
 /// its task.
 pub(crate) fn start(shared: &Arc<Shared>, id: String, first: UdpStream) -> Arc<UdpHandle> {
     let (tx, rx) = mpsc::channel(8);
-    let handle =
-        Arc::new(UdpHandle { last_alive: AtomicU64::new(shared.now_ms()), ctl: tx });
+    let handle = Arc::new(UdpHandle {
+        last_alive: AtomicU64::new(shared.now_ms()),
+        ctl: tx,
+    });
     shared
         .udp_sessions
         .lock()
@@ -228,7 +233,11 @@ impl Session {
             }
         };
         debug!(session = %self.id, reason, "sim: UDP session ended");
-        self.shared.udp_sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.shared
+            .udp_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 
     /// Reads and ignores whatever the client sent to stream `i`'s sockets
