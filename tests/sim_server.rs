@@ -539,3 +539,113 @@ async fn slow_tcp_reader_is_dropped() {
     );
     sim.stop().await;
 }
+
+/// One item of an RTSP connection's byte stream, as a client sees it.
+#[derive(Debug)]
+enum Incoming {
+    /// A `$` frame: channel and packet.
+    Data(u8, Vec<u8>),
+    /// A response's header block (the sim's non-DESCRIBE answers have no body).
+    Response(String),
+}
+
+/// Reads the next item from a TCP interleaved connection.
+async fn next_incoming(s: &mut TcpStream, buf: &mut Vec<u8>) -> Incoming {
+    loop {
+        if buf.first() == Some(&b'$') && buf.len() >= 4 {
+            let len = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() >= len {
+                let item = Incoming::Data(buf[1], buf[4..len].to_vec());
+                buf.drain(..len);
+                return item;
+            }
+        } else if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            return Incoming::Response(text);
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut chunk))
+            .await
+            .expect("data within 3 s")
+            .unwrap();
+        assert!(n > 0, "server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn tcp_pause_stops_and_play_resumes_the_sequence() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let url = sim.url("cam");
+    let mut s = TcpStream::connect(sim.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let setup = format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=4-5\r\n\r\n"
+    );
+    s.write_all(setup.as_bytes()).await.unwrap();
+    let Incoming::Response(answer) = next_incoming(&mut s, &mut buf).await else {
+        panic!("data before SETUP answer")
+    };
+    assert!(answer.contains("interleaved=4-5"), "{answer}");
+    let session = header(&answer, "Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let request = |method: &str, cseq: u32| {
+        format!("{method} {url}/ RTSP/1.0\r\nCSeq: {cseq}\r\nSession: {session}\r\n\r\n")
+    };
+    s.write_all(request("PLAY", 2).as_bytes()).await.unwrap();
+    let Incoming::Response(answer) = next_incoming(&mut s, &mut buf).await else {
+        panic!("data before PLAY answer")
+    };
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    let mut last_seq = None;
+    let mut video_packets = 0;
+    while video_packets < 50 {
+        if let Incoming::Data(4, pkt) = next_incoming(&mut s, &mut buf).await {
+            last_seq = Some(u16::from_be_bytes([pkt[2], pkt[3]]));
+            video_packets += 1;
+        }
+    }
+    s.write_all(request("PAUSE", 3).as_bytes()).await.unwrap();
+    loop {
+        match next_incoming(&mut s, &mut buf).await {
+            Incoming::Data(4, pkt) => last_seq = Some(u16::from_be_bytes([pkt[2], pkt[3]])),
+            Incoming::Data(..) => {}
+            Incoming::Response(answer) => {
+                assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+                break;
+            }
+        }
+    }
+    // Paused: nothing more arrives.
+    let mut chunk = [0u8; 1024];
+    let quiet = tokio::time::timeout(Duration::from_millis(300), s.read(&mut chunk)).await;
+    assert!(quiet.is_err() && buf.is_empty(), "data after PAUSE");
+    s.write_all(request("PLAY", 4).as_bytes()).await.unwrap();
+    let Incoming::Response(answer) = next_incoming(&mut s, &mut buf).await else {
+        panic!("data before PLAY answer")
+    };
+    let rtp_info = header(&answer, "RTP-Info").unwrap();
+    let seq: u16 = rtp_info
+        .split("seq=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = last_seq.unwrap().wrapping_add(1);
+    assert_eq!(seq, expected, "RTP-Info seq continues after PAUSE");
+    loop {
+        if let Incoming::Data(4, pkt) = next_incoming(&mut s, &mut buf).await {
+            assert_eq!(u16::from_be_bytes([pkt[2], pkt[3]]), expected);
+            break;
+        }
+    }
+    sim.stop().await;
+}

@@ -230,12 +230,12 @@ fn camera_url(
     })?;
     match url.scheme() {
         "rtsp" => {
-            if !url.host_str().is_some_and(|h| !h.is_empty()) {
+            if url.host_str().is_none_or(|h| h.is_empty()) {
                 return Err(err("rtsp:// URL has no host"));
             }
         }
         "sim" => {
-            if !url.host_str().is_some_and(|h| !h.is_empty()) {
+            if url.host_str().is_none_or(|h| h.is_empty()) {
                 return Err(err("sim:// URL has no simulator name (write sim://NAME)"));
             }
         }

@@ -706,4 +706,39 @@ mod tests {
         d.push(&pkt(seq + 2, 3000, true, &[0x41, 1]));
         assert!(!d.pull().unwrap().damaged);
     }
+
+    proptest::proptest! {
+        /// Arbitrary packet scripts (biased to interesting headers) never
+        /// panic or break the invariants; what comes out is well formed.
+        #[test]
+        fn arbitrary_scripts_keep_invariants(script in proptest::collection::vec(
+            (
+                proptest::prop_oneof![proptest::strategy::Just(1u16), 0u16..4, proptest::arbitrary::any::<u16>()],
+                proptest::prop_oneof![proptest::strategy::Just(0u32), proptest::strategy::Just(3000u32), proptest::arbitrary::any::<u32>()],
+                proptest::arbitrary::any::<bool>(),
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![0x01u8, 0x05, 0x07, 0x08, 0x18, 0x1c, 0x7c, 0x00, 0x19, 0x1d, 0x1e, 0x85]),
+                    proptest::arbitrary::any::<u8>()
+                ],
+                proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..12),
+            ),
+            0..40,
+        )) {
+            let mut d = Depacketizer::new(None);
+            let (mut seq, mut ts) = (0u16, 0u32);
+            for (dseq, dts, marker, first, rest) in script {
+                seq = seq.wrapping_add(dseq);
+                ts = ts.wrapping_add(dts);
+                let mut payload = vec![first];
+                payload.extend_from_slice(&rest);
+                d.push(&pkt(seq, ts, marker, &payload));
+                d.check_invariants();
+                while d.pull().is_some() {
+                    d.check_invariants();
+                }
+            }
+            d.flush();
+            d.check_invariants();
+        }
+    }
 }

@@ -336,7 +336,9 @@ mod tests {
                 let pkt = &out[p.range.clone()];
                 // The hand-written `$` header is what rtsp-types would write.
                 let mut framed = Vec::new();
-                rtsp_types::Data::new(ch, pkt).write(&mut framed).expect("Vec write");
+                rtsp_types::Data::new(ch, pkt)
+                    .write(&mut framed)
+                    .expect("Vec write");
                 assert_eq!(framed, &out[pos..p.range.end]);
                 if p.rtcp {
                     srs += 1;
