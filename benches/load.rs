@@ -26,11 +26,25 @@ fn main() {
         .collect();
     let bin = env!("CARGO_BIN_EXE_camgate");
     let ticks = clock_ticks();
-    println!("load bench: {} s measurement per point, {} clock ticks/s", MEASURE.as_secs(), ticks);
-    println!("{:>12} {:>5} {:>10} {:>14} {:>14} {:>12} {:>10}", "what", "N", "cpu %", "cpu %/camera", "cameras/core", "RSS MiB", "KiB/camera");
+    println!(
+        "load bench: {} s measurement per point, {} clock ticks/s",
+        MEASURE.as_secs(),
+        ticks
+    );
+    println!(
+        "{:>12} {:>5} {:>10} {:>14} {:>14} {:>12} {:>10}",
+        "what", "N", "cpu %", "cpu %/camera", "cameras/core", "RSS MiB", "KiB/camera"
+    );
     for &n in &ns {
         let sim_port = free_tcp_port();
-        let mut sim = Proc(Command::new(bin).args(["sim", "--listen", &format!("127.0.0.1:{sim_port}")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        let mut sim = Proc(
+            Command::new(bin)
+                .args(["sim", "--listen", &format!("127.0.0.1:{sim_port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         wait(|| TcpStream::connect(("127.0.0.1", sim_port)).is_ok());
         let sinks = Sinks::start(n);
 
@@ -45,7 +59,15 @@ fn main() {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("cameras.toml");
         std::fs::write(&cfg, toml).unwrap();
-        let gw = Proc(Command::new(bin).args(["run", "--config", cfg.to_str().unwrap()]).env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        let gw = Proc(
+            Command::new(bin)
+                .args(["run", "--config", cfg.to_str().unwrap()])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         wait(|| TcpStream::connect(("127.0.0.1", http)).is_ok());
         let start = Instant::now();
         while playing(http) < n && start.elapsed() < Duration::from_secs(60) {
@@ -56,11 +78,22 @@ fn main() {
         let (cpu, rss) = measure(&[gw.0.id()], ticks, &sinks.bytes);
         let mbit = sinks.rate_mbit.clone();
         report("camgate", n, cpu, rss);
-        println!("{:>12} {:>5} playing {up}/{n}, sinks got {:.1} Mbit/s per camera", "", n, mbit.load(Ordering::Relaxed) as f64 / 1000.0 / n as f64);
+        println!(
+            "{:>12} {:>5} playing {up}/{n}, sinks got {:.1} Mbit/s per camera",
+            "",
+            n,
+            mbit.load(Ordering::Relaxed) as f64 / 1000.0 / n as f64
+        );
         drop(gw);
 
         // Baseline: one ffmpeg per camera, stream copy to RTP.
-        if n <= 100 && Command::new("ffmpeg").arg("-version").stdout(Stdio::null()).status().is_ok() {
+        if n <= 100
+            && Command::new("ffmpeg")
+                .arg("-version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok()
+        {
             let procs: Vec<Proc> = sinks
                 .ports
                 .iter()
@@ -120,20 +153,32 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn clock_ticks() -> u64 {
-    Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok()).unwrap_or(100)
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100)
 }
 
 fn playing(http: u16) -> usize {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else { return 0 };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else {
+        return 0;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     use std::io::Write;
     let _ = write!(s, "GET /api/v1/cameras HTTP/1.0\r\n\r\n");
@@ -143,7 +188,11 @@ fn playing(http: u16) -> usize {
 }
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait(mut f: impl FnMut() -> bool) {
@@ -183,7 +232,10 @@ impl Sinks {
                 sockets.push(s);
             }
         }
-        let ports = sockets.iter().map(|s| s.local_addr().unwrap().port()).collect();
+        let ports = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
         let bytes = Arc::new(AtomicU64::new(0));
         let rate = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -201,7 +253,10 @@ impl Sinks {
                     }
                 }
                 if window.0.elapsed() >= Duration::from_secs(2) {
-                    r.store(window.1 * 8 / 1000 / window.0.elapsed().as_secs().max(1), Ordering::Relaxed);
+                    r.store(
+                        window.1 * 8 / 1000 / window.0.elapsed().as_secs().max(1),
+                        Ordering::Relaxed,
+                    );
                     window = (Instant::now(), 0);
                 }
                 if !got {
@@ -209,7 +264,13 @@ impl Sinks {
                 }
             }
         });
-        Sinks { ports, bytes, rate_mbit: rate, stop, thread: Some(thread) }
+        Sinks {
+            ports,
+            bytes,
+            rate_mbit: rate,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn stop(mut self) {

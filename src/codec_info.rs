@@ -46,7 +46,10 @@ pub fn slice_type(nal: &[u8]) -> Option<u32> {
     // The two values needed sit in the first bytes; unescape a few only.
     let head = &nal[..nal.len().min(32)];
     let rbsp = h264_reader::rbsp::decode_nal(head).ok()?;
-    let mut bits = BitCursor { data: &rbsp, pos: 0 };
+    let mut bits = BitCursor {
+        data: &rbsp,
+        pos: 0,
+    };
     let _first_mb_in_slice = bits.ue()?;
     Some(bits.ue()? % 5)
 }

@@ -27,7 +27,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
     let tasks = TaskTracker::new();
     let sims = start_simulators(&config, &tasks, &shutdown).await?;
     let supervisor = Arc::new(Supervisor::start(&config.cameras, &sims, &shutdown));
-    let state = AppState { supervisor: supervisor.clone() };
+    let state = AppState {
+        supervisor: supervisor.clone(),
+    };
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         if let Err(e) = http::serve(listener, state, http_shutdown).await {
@@ -44,7 +46,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stri
         tasks.wait().await;
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-        tracing::warn!("some tasks did not stop within {} s", SHUTDOWN_GRACE.as_secs());
+        tracing::warn!(
+            "some tasks did not stop within {} s",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     Ok(())
 }
@@ -56,15 +61,27 @@ async fn start_simulators(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<SimEndpoints, String> {
-    let mut sims = SimEndpoints { open: None, with_auth: BTreeMap::new() };
+    let mut sims = SimEndpoints {
+        open: None,
+        with_auth: BTreeMap::new(),
+    };
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    for cam in config.cameras.iter().filter(|c| c.enabled && c.url.scheme() == "sim") {
+    for cam in config
+        .cameras
+        .iter()
+        .filter(|c| c.enabled && c.url.scheme() == "sim")
+    {
         let credentials = cam.credentials.clone();
         if credentials.is_none() && sims.open.is_some() {
             continue;
         }
-        let options = SimOptions { credentials: credentials.clone(), ..Default::default() };
-        let server = SimServer::bind(loopback, options).await.map_err(|e| format!("cannot start the simulator: {e}"))?;
+        let options = SimOptions {
+            credentials: credentials.clone(),
+            ..Default::default()
+        };
+        let server = SimServer::bind(loopback, options)
+            .await
+            .map_err(|e| format!("cannot start the simulator: {e}"))?;
         let addr = server.local_addr();
         tasks.spawn(server.run(shutdown.clone()));
         if credentials.is_some() {

@@ -74,20 +74,33 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("camgate: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let command = cli.command.unwrap_or(Command::Run { config: PathBuf::from("cameras.toml") });
+    let command = cli.command.unwrap_or(Command::Run {
+        config: PathBuf::from("cameras.toml"),
+    });
     runtime.block_on(async move {
         match command {
             Command::Run { config } => run(config).await,
             Command::Check { file } => check(file),
-            Command::Probe { url, transport, seconds } => probe(&url, transport, seconds).await,
-            Command::Sim { listen, username, password } => sim(listen, username.zip(password)).await,
+            Command::Probe {
+                url,
+                transport,
+                seconds,
+            } => probe(&url, transport, seconds).await,
+            Command::Sim {
+                listen,
+                username,
+                password,
+            } => sim(listen, username.zip(password)).await,
         }
     })
 }
@@ -136,17 +149,21 @@ async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
     // sim://NAME probes an in-process simulated camera.
     let shutdown = CancellationToken::new();
     let target = if parsed.scheme() == "sim" {
-        let server = match camgate::sim::SimServer::bind(([127, 0, 0, 1], 0).into(), Default::default()).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("camgate probe: cannot start the simulator: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let server =
+            match camgate::sim::SimServer::bind(([127, 0, 0, 1], 0).into(), Default::default())
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("camgate probe: cannot start the simulator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         let addr = server.local_addr();
         tokio::spawn(server.run(shutdown.clone()));
         let name = parsed.host_str().unwrap_or("sim");
-        url::Url::parse(&format!("rtsp://{addr}/{name}")).expect("a socket address and a host name form a URL")
+        url::Url::parse(&format!("rtsp://{addr}/{name}"))
+            .expect("a socket address and a host name form a URL")
     } else if parsed.scheme() == "rtsp" {
         parsed
     } else {
@@ -173,7 +190,10 @@ async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
 }
 
 async fn sim(listen: SocketAddr, credentials: Option<(String, String)>) -> ExitCode {
-    let options = camgate::sim::SimOptions { credentials, ..Default::default() };
+    let options = camgate::sim::SimOptions {
+        credentials,
+        ..Default::default()
+    };
     let server = match camgate::sim::SimServer::bind(listen, options).await {
         Ok(s) => s,
         Err(e) => {
@@ -194,7 +214,10 @@ async fn sim(listen: SocketAddr, credentials: Option<(String, String)>) -> ExitC
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

@@ -57,27 +57,59 @@ impl ProbeReport {
         let _ = writeln!(s, "server:      {}", opt(&self.server));
         let _ = writeln!(s, "streams:     {}", self.streams.join(", "));
         let _ = writeln!(s, "video:       {}", opt(&self.video));
-        let _ = writeln!(s, "audio:       {}", self.audio.clone().unwrap_or_else(|| "none passed through".into()));
+        let _ = writeln!(
+            s,
+            "audio:       {}",
+            self.audio
+                .clone()
+                .unwrap_or_else(|| "none passed through".into())
+        );
         let _ = writeln!(s, "transport:   {}", self.transport.unwrap_or("-"));
-        let _ = writeln!(s, "fps:         {}", self.fps.map(|f| format!("{f:.2}")).unwrap_or_else(|| "-".into()));
+        let _ = writeln!(
+            s,
+            "fps:         {}",
+            self.fps
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
         let _ = writeln!(
             s,
             "gop:         {}",
-            self.gop.map(|g| format!("{g} frames")).unwrap_or_else(|| "- (fewer than two keyframes seen)".into())
+            self.gop
+                .map(|g| format!("{g} frames"))
+                .unwrap_or_else(|| "- (fewer than two keyframes seen)".into())
         );
         let _ = writeln!(
             s,
             "bitrate:     {}",
-            self.bitrate.map(|b| format!("{:.0} kbit/s", b / 1000.0)).unwrap_or_else(|| "-".into())
+            self.bitrate
+                .map(|b| format!("{:.0} kbit/s", b / 1000.0))
+                .unwrap_or_else(|| "-".into())
         );
         let total = self.packets_received + self.packets_lost;
-        let loss = if total > 0 { 100.0 * self.packets_lost as f64 / total as f64 } else { 0.0 };
-        let _ = writeln!(s, "packet loss: {} of {} ({loss:.2} %)", self.packets_lost, total);
-        let _ = writeln!(s, "frames:      {} ({} keyframes, {} damaged) in {:.1} s", self.frames, self.keyframes, self.damaged, self.seconds);
+        let loss = if total > 0 {
+            100.0 * self.packets_lost as f64 / total as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "packet loss: {} of {} ({loss:.2} %)",
+            self.packets_lost, total
+        );
+        let _ = writeln!(
+            s,
+            "frames:      {} ({} keyframes, {} damaged) in {:.1} s",
+            self.frames, self.keyframes, self.damaged, self.seconds
+        );
         let _ = writeln!(
             s,
             "b-frames:    {}",
-            if self.b_frames { "yes (turn them off in the camera's encoder settings for smooth browser playback)" } else { "no" }
+            if self.b_frames {
+                "yes (turn them off in the camera's encoder settings for smooth browser playback)"
+            } else {
+                "no"
+            }
         );
         s
     }
@@ -102,7 +134,13 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
     let (status_tx, mut status_rx) = watch::channel(CameraStatus::new(CameraState::Connecting));
     let cancel = CancellationToken::new();
     let mut rx = hub.subscribe();
-    let ctx = SessionContext { hub: &hub, stats: &stats, status: &status_tx, generation: 1, cancel: &cancel };
+    let ctx = SessionContext {
+        hub: &hub,
+        stats: &stats,
+        status: &status_tx,
+        generation: 1,
+        cancel: &cancel,
+    };
     let session = run_session(&params, ctx);
     tokio::pin!(session);
 
@@ -136,7 +174,10 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
     if deadline.is_none() {
         cancel.cancel();
         let _ = (&mut session).await;
-        return Err(format!("the camera did not start playing within {} s", (duration + Duration::from_secs(20)).as_secs()));
+        return Err(format!(
+            "the camera did not start playing within {} s",
+            (duration + Duration::from_secs(20)).as_secs()
+        ));
     }
     cancel.cancel();
     let _ = (&mut session).await;
@@ -157,7 +198,10 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
         .collect();
     let params = hub.info().video_params;
     report.video = match params.as_ref().and_then(|p| parse_sps(&p.sps)) {
-        Some(i) => Some(format!("H264 {}x{} profile {} level {}", i.width, i.height, i.profile, i.level)),
+        Some(i) => Some(format!(
+            "H264 {}x{} profile {} level {}",
+            i.width, i.height, i.profile, i.level
+        )),
         None => status.video.clone(),
     };
     report.audio = status.audio.clone();
@@ -191,11 +235,15 @@ fn sdp_encodings(sdp: &str) -> Vec<String> {
             }
         }
     }
-    out.into_iter().map(|e| e.split('#').next().unwrap_or("?").to_string()).collect()
+    out.into_iter()
+        .map(|e| e.split('#').next().unwrap_or("?").to_string())
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Frame-level measurements.

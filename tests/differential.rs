@@ -26,7 +26,13 @@ async fn camgate_frames(url: url::Url, carrier: Carrier) -> Vec<Nals> {
     let cancel = CancellationToken::new();
     let mut rx = hub.subscribe();
     let params = SessionParams::new(url, None, carrier);
-    let ctx = SessionContext { hub: &hub, stats: &stats, status: &status, generation: 1, cancel: &cancel };
+    let ctx = SessionContext {
+        hub: &hub,
+        stats: &stats,
+        status: &status,
+        generation: 1,
+        cancel: &cancel,
+    };
     let session = run_session(&params, ctx);
     tokio::pin!(session);
     let mut frames = Vec::new();
@@ -53,9 +59,17 @@ async fn camgate_frames(url: url::Url, carrier: Carrier) -> Vec<Nals> {
 
 async fn retina_frames(url: url::Url, transport: retina::client::Transport) -> Vec<Nals> {
     use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
-    let mut session = Session::describe(url, SessionOptions::default()).await.expect("retina DESCRIBE");
-    session.setup(0, SetupOptions::default().transport(transport)).await.expect("retina SETUP");
-    let session = session.play(PlayOptions::default()).await.expect("retina PLAY");
+    let mut session = Session::describe(url, SessionOptions::default())
+        .await
+        .expect("retina DESCRIBE");
+    session
+        .setup(0, SetupOptions::default().transport(transport))
+        .await
+        .expect("retina SETUP");
+    let session = session
+        .play(PlayOptions::default())
+        .await
+        .expect("retina PLAY");
     let mut demuxed = session.demuxed().expect("demuxed");
     let mut frames = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -87,7 +101,9 @@ async fn retina_frames(url: url::Url, transport: retina::client::Transport) -> V
 }
 
 async fn compare(carrier: Carrier) {
-    let sim = SimServer::bind(([127, 0, 0, 1], 0).into(), SimOptions::default()).await.unwrap();
+    let sim = SimServer::bind(([127, 0, 0, 1], 0).into(), SimOptions::default())
+        .await
+        .unwrap();
     let addr = sim.local_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(sim.run(shutdown.clone()));
@@ -96,7 +112,10 @@ async fn compare(carrier: Carrier) {
         Carrier::Tcp => retina::client::Transport::Tcp(Default::default()),
         Carrier::Udp => retina::client::Transport::Udp(Default::default()),
     };
-    let (ours, theirs) = tokio::join!(camgate_frames(url.clone(), carrier), retina_frames(url, transport));
+    let (ours, theirs) = tokio::join!(
+        camgate_frames(url.clone(), carrier),
+        retina_frames(url, transport)
+    );
     shutdown.cancel();
     let _ = server.await;
     assert_eq!(ours.len(), theirs.len());
@@ -104,7 +123,12 @@ async fn compare(carrier: Carrier) {
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(a.len(), b.len(), "frame {i}: NAL count differs");
         for (j, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(x == y, "frame {i} NAL {j}: {} vs {} bytes differ", x.len(), y.len());
+            assert!(
+                x == y,
+                "frame {i} NAL {j}: {} vs {} bytes differ",
+                x.len(),
+                y.len()
+            );
         }
     }
 }

@@ -22,7 +22,13 @@ fn sim_to_ffmpeg(transport: &str) {
     let dir = temp_dir();
     let (http, sim_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
     let mut sim = spawn_sim(dir.path(), sim_port, None);
-    let toml = one_camera(http, &format!("rtsp://127.0.0.1:{sim_port}/cam"), transport, rtp, "");
+    let toml = one_camera(
+        http,
+        &format!("rtsp://127.0.0.1:{sim_port}/cam"),
+        transport,
+        rtp,
+        "",
+    );
     let gw = spawn_gateway(dir.path(), &toml, http);
     let status = wait_state(http, "cam", "playing", Duration::from_secs(15));
     assert_eq!(status["transport"], transport);
@@ -32,17 +38,31 @@ fn sim_to_ffmpeg(transport: &str) {
     // would see references it lacks, so restart the camera with ffmpeg
     // already listening: the new session starts at an IDR.
     sim.terminate(Duration::from_secs(2));
-    wait_for(Duration::from_secs(10), || camera_json(http, "cam")["state"] != "playing");
+    wait_for(Duration::from_secs(10), || {
+        camera_json(http, "cam")["state"] != "playing"
+    });
     let sdp_url = format!("http://127.0.0.1:{http}/cameras/cam.sdp");
-    let ffmpeg = spawn_ffmpeg_decode(&sdp_url, 10, &["-protocol_whitelist", "file,http,udp,rtp,tcp"]);
+    let ffmpeg = spawn_ffmpeg_decode(
+        &sdp_url,
+        10,
+        &["-protocol_whitelist", "file,http,udp,rtp,tcp"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     let _sim = spawn_sim(dir.path(), sim_port, None);
     let decoded = wait_decode(ffmpeg, Duration::from_secs(60));
     let after = camera_json(http, "cam");
     assert_eq!(after["state"], "playing", "{}", gw.log_text());
-    assert!(decoded.errors.is_empty(), "ffmpeg decoder errors: {:#?}", decoded.errors);
+    assert!(
+        decoded.errors.is_empty(),
+        "ffmpeg decoder errors: {:#?}",
+        decoded.errors
+    );
     // 10 s at 25 fps.
-    assert!(decoded.video_frames >= 238, "decoded only {} of 250 video frames", decoded.video_frames);
+    assert!(
+        decoded.video_frames >= 238,
+        "decoded only {} of 250 video frames",
+        decoded.video_frames
+    );
     assert!(decoded.audio_frames > 0, "no audio decoded");
     assert!(decoded.success);
 }
@@ -63,14 +83,28 @@ fn gstreamer_to_ffmpeg(transport: &str) {
     let dir = temp_dir();
     let (http, gst_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
     let mut gst = spawn_gst_server(dir.path(), gst_port, "viewer", "s3cr3t-pw");
-    let toml = one_camera(http, &format!("rtsp://viewer:s3cr3t-pw@127.0.0.1:{gst_port}/test"), transport, rtp, "");
+    let toml = one_camera(
+        http,
+        &format!("rtsp://viewer:s3cr3t-pw@127.0.0.1:{gst_port}/test"),
+        transport,
+        rtp,
+        "",
+    );
     let gw = spawn_gateway(dir.path(), &toml, http);
     let status = wait_state(http, "cam", "playing", Duration::from_secs(20));
-    assert!(status["video"].as_str().unwrap_or("").contains("640x360"), "{status}");
-    assert!(!status.to_string().contains("s3cr3t-pw"), "the password leaked into the API: {status}");
+    assert!(
+        status["video"].as_str().unwrap_or("").contains("640x360"),
+        "{status}"
+    );
+    assert!(
+        !status.to_string().contains("s3cr3t-pw"),
+        "the password leaked into the API: {status}"
+    );
 
     gst.terminate(Duration::from_secs(2));
-    wait_for(Duration::from_secs(10), || camera_json(http, "cam")["state"] != "playing");
+    wait_for(Duration::from_secs(10), || {
+        camera_json(http, "cam")["state"] != "playing"
+    });
     let ffmpeg = spawn_ffmpeg_decode(
         &format!("http://127.0.0.1:{http}/cameras/cam.sdp"),
         8,
@@ -79,10 +113,22 @@ fn gstreamer_to_ffmpeg(transport: &str) {
     std::thread::sleep(Duration::from_millis(500));
     let _gst = spawn_gst_server(dir.path(), gst_port, "viewer", "s3cr3t-pw");
     let decoded = wait_decode(ffmpeg, Duration::from_secs(60));
-    assert!(decoded.errors.is_empty(), "ffmpeg decoder errors: {:#?}\n{}", decoded.errors, gw.log_text());
-    assert!(decoded.video_frames >= 190, "decoded only {} of 200 video frames", decoded.video_frames);
+    assert!(
+        decoded.errors.is_empty(),
+        "ffmpeg decoder errors: {:#?}\n{}",
+        decoded.errors,
+        gw.log_text()
+    );
+    assert!(
+        decoded.video_frames >= 190,
+        "decoded only {} of 200 video frames",
+        decoded.video_frames
+    );
     assert!(decoded.audio_frames > 0, "no audio decoded");
-    assert!(!gw.log_text().contains("s3cr3t-pw"), "the password leaked into the log");
+    assert!(
+        !gw.log_text().contains("s3cr3t-pw"),
+        "the password leaked into the log"
+    );
 }
 
 #[test]
@@ -126,8 +172,16 @@ fn consumer_stream_continues_across_camera_restart() {
     let (http, sim_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
     let mut sim = spawn_sim(dir.path(), sim_port, None);
     let consumer = UdpSocket::bind(("127.0.0.1", rtp)).unwrap();
-    consumer.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let toml = one_camera(http, &format!("rtsp://127.0.0.1:{sim_port}/cam?audio=0"), "tcp", rtp, "");
+    consumer
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let toml = one_camera(
+        http,
+        &format!("rtsp://127.0.0.1:{sim_port}/cam?audio=0"),
+        "tcp",
+        rtp,
+        "",
+    );
     let gw = spawn_gateway(dir.path(), &toml, http);
     wait_state(http, "cam", "playing", Duration::from_secs(15));
 
@@ -135,7 +189,11 @@ fn consumer_stream_continues_across_camera_restart() {
     // restarts the camera.
     let receiver = std::thread::spawn(move || {
         let mut seen = Vec::new();
-        receive(&consumer, Instant::now() + Duration::from_secs(10), &mut seen);
+        receive(
+            &consumer,
+            Instant::now() + Duration::from_secs(10),
+            &mut seen,
+        );
         seen
     });
     std::thread::sleep(Duration::from_secs(3));
@@ -152,7 +210,10 @@ fn consumer_stream_continues_across_camera_restart() {
     assert_eq!(status["state"], "playing", "{}", gw.log_text());
     assert!(status["stats"]["reconnects"].as_u64().unwrap() >= 1);
     assert!(seen.len() > before + 20, "no packets after the restart");
-    let resumed = seen[before..].iter().find(|s| s.at > down_at).expect("packets after the restart");
+    let resumed = seen[before..]
+        .iter()
+        .find(|s| s.at > down_at)
+        .expect("packets after the restart");
     assert!(resumed.at.duration_since(down_at) < Duration::from_secs(5));
 
     let ssrc = seen[0].ssrc;
@@ -164,11 +225,18 @@ fn consumer_stream_continues_across_camera_restart() {
         assert!(dts < 1 << 31, "timestamp went backwards: {a:?} -> {b:?}");
     }
     // Across the outage the timestamp advanced about as much as wall time.
-    let gap = seen.windows(2).max_by_key(|p| p[1].at.duration_since(p[0].at)).unwrap();
+    let gap = seen
+        .windows(2)
+        .max_by_key(|p| p[1].at.duration_since(p[0].at))
+        .unwrap();
     let media = f64::from(gap[1].ts.wrapping_sub(gap[0].ts)) / 90_000.0;
     let wall = gap[1].at.duration_since(gap[0].at).as_secs_f64();
     assert!(wall > 0.5, "no outage seen: longest gap {wall:.2} s");
-    assert!((media - wall).abs() < 0.5, "timestamp jump {media:.2} s for a {wall:.2} s outage\n{}", gw.log_text());
+    assert!(
+        (media - wall).abs() < 0.5,
+        "timestamp jump {media:.2} s for a {wall:.2} s outage\n{}",
+        gw.log_text()
+    );
 }
 
 #[test]
@@ -176,16 +244,28 @@ fn wrong_password_is_unauthorized_with_backoff() {
     let dir = temp_dir();
     let (http, sim_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
     let _sim = spawn_sim(dir.path(), sim_port, Some(("admin", "right-pw")));
-    let toml = one_camera(http, &format!("rtsp://admin:wrong-pw@127.0.0.1:{sim_port}/cam"), "tcp", rtp, "");
+    let toml = one_camera(
+        http,
+        &format!("rtsp://admin:wrong-pw@127.0.0.1:{sim_port}/cam"),
+        "tcp",
+        rtp,
+        "",
+    );
     let gw = spawn_gateway(dir.path(), &toml, http);
     let status = wait_state(http, "cam", "unauthorized", Duration::from_secs(10));
-    assert!(status["last_error"].as_str().unwrap().contains("401"), "{status}");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("401"),
+        "{status}"
+    );
     std::thread::sleep(Duration::from_secs(6));
     let status = camera_json(http, "cam");
     assert_eq!(status["state"], "unauthorized");
     // 1 s, 2 s, 4 s: at most four attempts in seven seconds, not a hot loop.
     let reconnects = status["stats"]["reconnects"].as_u64().unwrap();
-    assert!((1..=4).contains(&reconnects), "{reconnects} reconnects in 7 s");
+    assert!(
+        (1..=4).contains(&reconnects),
+        "{reconnects} reconnects in 7 s"
+    );
     assert!(!status.to_string().contains("wrong-pw") && !gw.log_text().contains("wrong-pw"));
 }
 
@@ -210,7 +290,12 @@ fn right_password_plays_from_a_sim_with_digest() {
 fn a_camera_sending_garbage_affects_only_itself() {
     use std::io::Write;
     let dir = temp_dir();
-    let (http, sim_port, rtp, rtp2) = (free_tcp_port(), free_tcp_port(), free_rtp_port(), free_rtp_port());
+    let (http, sim_port, rtp, rtp2) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_rtp_port(),
+        free_rtp_port(),
+    );
     let _sim = spawn_sim(dir.path(), sim_port, None);
     // A "camera" that answers every connection with endless garbage.
     let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -219,7 +304,9 @@ fn a_camera_sending_garbage_affects_only_itself() {
         for conn in garbage.incoming().flatten() {
             std::thread::spawn(move || {
                 let mut conn = conn;
-                let junk: Vec<u8> = (0..65536u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+                let junk: Vec<u8> = (0..65536u32)
+                    .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                    .collect();
                 for _ in 0..200 {
                     if conn.write_all(&junk).is_err() {
                         break;
@@ -234,13 +321,18 @@ fn a_camera_sending_garbage_affects_only_itself() {
     );
     let gw = spawn_gateway(dir.path(), &toml, http);
     wait_state(http, "cam", "playing", Duration::from_secs(15));
-    let frames0 = camera_json(http, "cam")["stats"]["frames_received"].as_u64().unwrap();
+    let frames0 = camera_json(http, "cam")["stats"]["frames_received"]
+        .as_u64()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let cam = camera_json(http, "cam");
     let junk = camera_json(http, "junk");
     assert_eq!(cam["state"], "playing", "{}", gw.log_text());
     let frames = cam["stats"]["frames_received"].as_u64().unwrap() - frames0;
-    assert!(frames >= 90, "the good camera got only {frames} frames in 4 s");
+    assert!(
+        frames >= 90,
+        "the good camera got only {frames} frames in 4 s"
+    );
     assert_ne!(junk["state"], "playing");
     assert!(junk["last_error"].is_string(), "{junk}");
 }
@@ -250,14 +342,26 @@ fn sigterm_stops_cleanly_within_two_seconds() {
     let dir = temp_dir();
     let (http, sim_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
     let _sim = spawn_sim(dir.path(), sim_port, None);
-    let toml = one_camera(http, &format!("rtsp://127.0.0.1:{sim_port}/cam"), "tcp", rtp, "");
+    let toml = one_camera(
+        http,
+        &format!("rtsp://127.0.0.1:{sim_port}/cam"),
+        "tcp",
+        rtp,
+        "",
+    );
     let mut gw = spawn_gateway(dir.path(), &toml, http);
     wait_state(http, "cam", "playing", Duration::from_secs(15));
-    let took = gw.terminate(Duration::from_secs(3)).expect("camgate did not stop within 3 s");
+    let took = gw
+        .terminate(Duration::from_secs(3))
+        .expect("camgate did not stop within 3 s");
     assert!(took < Duration::from_millis(2500), "stopping took {took:?}");
     let status = gw.child.try_wait().unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
-    assert!(gw.log_text().contains("TEARDOWN answered"), "{}", gw.log_text());
+    assert!(
+        gw.log_text().contains("TEARDOWN answered"),
+        "{}",
+        gw.log_text()
+    );
 }
 
 #[test]
@@ -265,15 +369,25 @@ fn check_names_the_line_of_a_bad_config() {
     let dir = temp_dir();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:8080\"\n\n[[camera]]\nid = \"a\"\nurl = \"rtsp://h/x\"\ntrasport = \"tcp\"\n").unwrap();
-    let out = std::process::Command::new(camgate_bin()).args(["check", path.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(camgate_bin())
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:7"), "{err}");
     assert!(err.contains("trasport"), "{err}");
 
     std::fs::write(&path, "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n").unwrap();
-    let out = std::process::Command::new(camgate_bin()).args(["check", path.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(camgate_bin())
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -283,10 +397,17 @@ fn probe_reports_the_sim_camera() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("640x360"), "{text}");
     assert!(text.contains("b-frames:    no"), "{text}");
-    assert!(text.contains("camgate-sim") || text.contains("camgate sim"), "{text}");
+    assert!(
+        text.contains("camgate-sim") || text.contains("camgate sim"),
+        "{text}"
+    );
     let fps: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("fps:"))
@@ -296,7 +417,12 @@ fn probe_reports_the_sim_camera() {
 
     let closed = free_tcp_port();
     let out = std::process::Command::new(camgate_bin())
-        .args(["probe", &format!("rtsp://u:topsecret@127.0.0.1:{closed}/x"), "--seconds", "1"])
+        .args([
+            "probe",
+            &format!("rtsp://u:topsecret@127.0.0.1:{closed}/x"),
+            "--seconds",
+            "1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

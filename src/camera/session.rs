@@ -25,7 +25,9 @@ use crate::h264::{AccessUnit, Depacketizer, ParameterSets};
 use crate::redact::redact_url;
 use crate::rtp::rtcp;
 use crate::rtp::RtpPacket;
-use crate::rtsp::{Client, ClientConfig, ClientError, Event, Presentation, StreamSetup, TransportRequest};
+use crate::rtsp::{
+    Client, ClientConfig, ClientError, Event, Presentation, StreamSetup, TransportRequest,
+};
 
 /// Audio encodings forwarded as they are (one RTP payload is self-contained).
 const PASSTHROUGH_AUDIO: &[&str] = &["PCMU", "PCMA", "OPUS", "G722", "MPEG4-GENERIC", "L16"];
@@ -220,7 +222,10 @@ pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> Ses
         }
         Err(e) => SessionEnd::Failed(e),
     };
-    SessionOutcome { end, played: played_since.map(|t| t.elapsed()).unwrap_or_default() }
+    SessionOutcome {
+        end,
+        played: played_since.map(|t| t.elapsed()).unwrap_or_default(),
+    }
 }
 
 /// The live parts of a session.
@@ -253,13 +258,21 @@ const TEARDOWN_WAIT: Duration = Duration::from_millis(800);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Driver {
-    async fn connect(params: &SessionParams, ctx: &SessionContext<'_>) -> Result<Driver, SessionError> {
+    async fn connect(
+        params: &SessionParams,
+        ctx: &SessionContext<'_>,
+    ) -> Result<Driver, SessionError> {
         let host = params.url.host_str().unwrap_or_default().to_string();
         let port = params.url.port().unwrap_or(554);
         let addr = resolve(&host, port).await?;
         let tcp = match timeout(params.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(SessionError::Connect { addr, reason: e.to_string() }),
+            Ok(Err(e)) => {
+                return Err(SessionError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                })
+            }
             Err(_) => {
                 return Err(SessionError::Connect {
                     addr,
@@ -271,9 +284,13 @@ impl Driver {
         // behind NAT faster than the media timeout on idle links.
         let _ = tcp.set_nodelay(true);
         let _ = socket2::SockRef::from(&tcp).set_keepalive(true);
-        let local_ip = tcp.local_addr().map(|a| a.ip()).map_err(|e| SessionError::Io(e.to_string()))?;
+        let local_ip = tcp
+            .local_addr()
+            .map(|a| a.ip())
+            .map_err(|e| SessionError::Io(e.to_string()))?;
         let (reader, writer) = tcp.into_split();
-        ctx.status.send_modify(|s| s.transport = Some(params.carrier.as_str()));
+        ctx.status
+            .send_modify(|s| s.transport = Some(params.carrier.as_str()));
         let client = Client::new(
             ClientConfig {
                 url: params.url.clone(),
@@ -330,7 +347,11 @@ impl Driver {
             // The media deadline: UDP probing in auto mode uses its own limit
             // until the first packet.
             let media_deadline = played_since.and_then(|start| {
-                let got_any = ctx.stats.rtp_packets_received.load(std::sync::atomic::Ordering::Relaxed) > 0
+                let got_any = ctx
+                    .stats
+                    .rtp_packets_received
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > 0
                     && last_media != Some(start);
                 match (params.udp_probe, got_any) {
                     (Some(probe), false) => Some(start + probe),
@@ -338,9 +359,13 @@ impl Driver {
                 }
             });
             let mut deadline = now + Duration::from_secs(1);
-            for d in [self.client.poll_timeout(), media_deadline, played_since.map(|_| next_rr)]
-                .into_iter()
-                .flatten()
+            for d in [
+                self.client.poll_timeout(),
+                media_deadline,
+                played_since.map(|_| next_rr),
+            ]
+            .into_iter()
+            .flatten()
             {
                 deadline = deadline.min(d);
             }
@@ -406,7 +431,11 @@ impl Driver {
             match timeout(WRITE_TIMEOUT, self.writer.write_all(&bytes)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(SessionError::Io(e.to_string())),
-                Err(_) => return Err(SessionError::Io("the camera stopped reading our requests".into())),
+                Err(_) => {
+                    return Err(SessionError::Io(
+                        "the camera stopped reading our requests".into(),
+                    ))
+                }
             }
         }
         Ok(())
@@ -427,7 +456,10 @@ impl Driver {
             Event::Playing(setups) => self.on_playing(setups, ctx).await?,
             Event::Interleaved { channel, data } => {
                 CameraStats::add(&ctx.stats.bytes_received, data.len() as u64 + 4);
-                let found = self.streams.iter().position(|s| s.channels.is_some_and(|(rtp, rtcp)| rtp == channel || rtcp == channel));
+                let found = self.streams.iter().position(|s| {
+                    s.channels
+                        .is_some_and(|(rtp, rtcp)| rtp == channel || rtcp == channel)
+                });
                 if let Some(i) = found {
                     let (rtp, _) = self.streams[i].channels.unwrap_or_default();
                     if channel == rtp {
@@ -454,10 +486,21 @@ impl Driver {
         ctx: &SessionContext<'_>,
     ) -> Result<Vec<(usize, TransportRequest)>, SessionError> {
         let sdp = String::from_utf8_lossy(&p.sdp).into_owned();
-        let server = self.client.server().map(str::to_string).or_else(|| p.tool.clone());
-        let video = p.streams.iter().position(|s| s.media == "video" && s.encoding == "H264");
+        let server = self
+            .client
+            .server()
+            .map(str::to_string)
+            .or_else(|| p.tool.clone());
+        let video = p
+            .streams
+            .iter()
+            .position(|s| s.media == "video" && s.encoding == "H264");
         let Some(video) = video else {
-            let offered: Vec<String> = p.streams.iter().map(|s| format!("{} {}", s.media, s.encoding)).collect();
+            let offered: Vec<String> = p
+                .streams
+                .iter()
+                .map(|s| format!("{} {}", s.media, s.encoding))
+                .collect();
             ctx.status.send_modify(|st| {
                 st.sdp = Some(redact_url(&sdp));
                 st.server = server;
@@ -470,7 +513,9 @@ impl Driver {
             .position(|s| s.media == "audio" && PASSTHROUGH_AUDIO.contains(&s.encoding.as_str()));
 
         let vdesc = &p.streams[video];
-        let params_from_sdp = vdesc.fmtp_param("sprop-parameter-sets").and_then(|v| ParameterSets::from_sprop(v).ok());
+        let params_from_sdp = vdesc
+            .fmtp_param("sprop-parameter-sets")
+            .and_then(|v| ParameterSets::from_sprop(v).ok());
         let audio_info = audio.map(|i| {
             let d = &p.streams[i];
             AudioInfo {
@@ -485,11 +530,19 @@ impl Driver {
             st.sdp = Some(redact_url(&sdp));
             st.server = server;
             st.video = Some(describe_video("H264", params_from_sdp.as_ref()));
-            st.audio = audio_info.as_ref().map(|a| format!("{}/{}", a.encoding, a.clock_rate));
+            st.audio = audio_info
+                .as_ref()
+                .map(|a| format!("{}/{}", a.encoding, a.clock_rate));
         });
-        ctx.hub.set_info(StreamInfo { video_params: params_from_sdp.clone(), audio: audio_info });
+        ctx.hub.set_info(StreamInfo {
+            video_params: params_from_sdp.clone(),
+            audio: audio_info,
+        });
 
-        let mut chosen = vec![(video, StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp))))];
+        let mut chosen = vec![(
+            video,
+            StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp))),
+        )];
         if let Some(a) = audio {
             chosen.push((a, StreamKind::Audio));
         }
@@ -497,10 +550,17 @@ impl Driver {
         let mut udp_sockets = Vec::new();
         for (n, (index, kind)) in chosen.into_iter().enumerate() {
             let request = match params.carrier {
-                Carrier::Tcp => TransportRequest::Tcp { rtp_channel: (n * 2) as u8 },
+                Carrier::Tcp => TransportRequest::Tcp {
+                    rtp_channel: (n * 2) as u8,
+                },
                 Carrier::Udp => {
-                    let (rtp, rtcp) = bind_udp_pair(self.local_ip).await.map_err(|e| SessionError::Io(format!("cannot bind a UDP port pair: {e}")))?;
-                    let port = rtp.local_addr().map_err(|e| SessionError::Io(e.to_string()))?.port();
+                    let (rtp, rtcp) = bind_udp_pair(self.local_ip).await.map_err(|e| {
+                        SessionError::Io(format!("cannot bind a UDP port pair: {e}"))
+                    })?;
+                    let port = rtp
+                        .local_addr()
+                        .map_err(|e| SessionError::Io(e.to_string()))?
+                        .port();
                     udp_sockets.push((n, rtp, rtcp));
                     TransportRequest::Udp { rtp_port: port }
                 }
@@ -525,20 +585,32 @@ impl Driver {
             for (n, rtp, rtcp) in udp_sockets {
                 let rtcp = Arc::new(rtcp);
                 self.streams[n].rtcp_socket = Some(rtcp.clone());
-                self.udp_tasks.spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
-                self.udp_tasks.spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
+                self.udp_tasks
+                    .spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
+                self.udp_tasks
+                    .spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
             }
             self.udp_rx = Some(rx);
         }
         Ok(requests)
     }
 
-    async fn on_playing(&mut self, setups: Vec<StreamSetup>, ctx: &SessionContext<'_>) -> Result<(), SessionError> {
+    async fn on_playing(
+        &mut self,
+        setups: Vec<StreamSetup>,
+        ctx: &SessionContext<'_>,
+    ) -> Result<(), SessionError> {
         for setup in setups {
-            let Some(stream) = self.streams.iter_mut().find(|s| s.index == setup.stream) else { continue };
+            let Some(stream) = self.streams.iter_mut().find(|s| s.index == setup.stream) else {
+                continue;
+            };
             match setup.request {
                 TransportRequest::Tcp { rtp_channel } => {
-                    stream.channels = Some(setup.channels.unwrap_or((rtp_channel, rtp_channel.wrapping_add(1))));
+                    stream.channels = Some(
+                        setup
+                            .channels
+                            .unwrap_or((rtp_channel, rtp_channel.wrapping_add(1))),
+                    );
                 }
                 TransportRequest::Udp { .. } => {
                     if let Some((_, server_rtcp)) = setup.server_ports {
@@ -560,7 +632,9 @@ impl Driver {
 
     /// One RTP packet of stream `i`.
     fn on_rtp(&mut self, i: usize, data: Bytes, ctx: &SessionContext<'_>) {
-        let Some(stream) = self.streams.get_mut(i) else { return };
+        let Some(stream) = self.streams.get_mut(i) else {
+            return;
+        };
         let pkt = match RtpPacket::parse(data) {
             Ok(p) => p,
             Err(e) => {
@@ -577,7 +651,11 @@ impl Driver {
         }
         stream.last_seq = Some(pkt.sequence);
         stream.ssrc = Some(pkt.ssrc);
-        let _ = stream.stats.on_packet(pkt.sequence, pkt.timestamp, arrival_units(stream.clock_rate));
+        let _ = stream.stats.on_packet(
+            pkt.sequence,
+            pkt.timestamp,
+            arrival_units(stream.clock_rate),
+        );
         let now = Instant::now();
         match &mut stream.kind {
             StreamKind::Video(depacketizer) => {
@@ -589,7 +667,8 @@ impl Driver {
                 let params = depacketizer.parameter_sets().cloned();
                 if params.is_some() && params != before {
                     let mut info = ctx.hub.info();
-                    ctx.status.send_modify(|st| st.video = Some(describe_video("H264", params.as_ref())));
+                    ctx.status
+                        .send_modify(|st| st.video = Some(describe_video("H264", params.as_ref())));
                     info.video_params = params;
                     ctx.hub.set_info(info);
                 }
@@ -690,13 +769,20 @@ fn publish_video(au: AccessUnit, ctx: &SessionContext<'_>, now: Instant) {
     if au.damaged {
         CameraStats::add(&ctx.stats.frames_damaged, 1);
     }
-    ctx.hub.publish(MediaEvent::Video(Arc::new(VideoFrame { au, generation: ctx.generation, received: now })));
+    ctx.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
+        au,
+        generation: ctx.generation,
+        received: now,
+    })));
 }
 
 /// `H264 640x360` (or just the codec when the SPS is unknown).
 fn describe_video(codec: &str, params: Option<&ParameterSets>) -> String {
     match params.and_then(|p| crate::codec_info::parse_sps(&p.sps)) {
-        Some(info) => format!("{codec} {}x{} {} {}", info.width, info.height, info.profile, info.level),
+        Some(info) => format!(
+            "{codec} {}x{} {} {}",
+            info.width, info.height, info.profile, info.level
+        ),
         None => codec.to_string(),
     }
 }
@@ -759,9 +845,19 @@ async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 /// Resolves `host:port` to the first address.
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, SessionError> {
     let host_for_err = host.to_string();
-    let target = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let target = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     match tokio::net::lookup_host(target).await {
-        Ok(mut addrs) => addrs.next().ok_or(SessionError::Resolve { host: host_for_err, reason: "no address".into() }),
-        Err(e) => Err(SessionError::Resolve { host: host_for_err, reason: e.to_string() }),
+        Ok(mut addrs) => addrs.next().ok_or(SessionError::Resolve {
+            host: host_for_err,
+            reason: "no address".into(),
+        }),
+        Err(e) => Err(SessionError::Resolve {
+            host: host_for_err,
+            reason: e.to_string(),
+        }),
     }
 }

@@ -14,7 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
-use super::session::{run_session, Carrier, SessionContext, SessionEnd, SessionError, SessionParams};
+use super::session::{
+    run_session, Carrier, SessionContext, SessionEnd, SessionError, SessionParams,
+};
 use super::{CameraState, CameraStats, CameraStatus, Hub};
 use crate::config::{CameraConfig, TransportMode};
 use crate::redact::redact_url;
@@ -66,14 +68,22 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts a task for every enabled camera (and its `rtp_out`
     /// consumers) under `root`.
-    pub fn start(cameras: &[CameraConfig], sims: &SimEndpoints, root: &CancellationToken) -> Supervisor {
+    pub fn start(
+        cameras: &[CameraConfig],
+        sims: &SimEndpoints,
+        root: &CancellationToken,
+    ) -> Supervisor {
         let tracker = TaskTracker::new();
         let mut map = BTreeMap::new();
         for cfg in cameras {
             let cfg = Arc::new(cfg.clone());
             let hub = Arc::new(Hub::new());
             let stats = Arc::new(CameraStats::default());
-            let initial = if cfg.enabled { CameraState::Connecting } else { CameraState::Stopped };
+            let initial = if cfg.enabled {
+                CameraState::Connecting
+            } else {
+                CameraState::Stopped
+            };
             let (status_tx, status_rx) = watch::channel(CameraStatus::new(initial));
             let cancel = root.child_token();
             let span = tracing::info_span!("camera", id = %cfg.id);
@@ -92,14 +102,33 @@ impl Supervisor {
                 }
                 let url = resolve_sim(&cfg, sims);
                 tracker.spawn(
-                    run_camera(cfg.clone(), url, hub.clone(), stats.clone(), status_tx, cancel.clone())
-                        .instrument(span),
+                    run_camera(
+                        cfg.clone(),
+                        url,
+                        hub.clone(),
+                        stats.clone(),
+                        status_tx,
+                        cancel.clone(),
+                    )
+                    .instrument(span),
                 );
             }
-            map.insert(cfg.id.clone(), CameraHandle { config: cfg, hub, stats, status: status_rx, cancel });
+            map.insert(
+                cfg.id.clone(),
+                CameraHandle {
+                    config: cfg,
+                    hub,
+                    stats,
+                    status: status_rx,
+                    cancel,
+                },
+            );
         }
         tracker.close();
-        Supervisor { cameras: map, tracker }
+        Supervisor {
+            cameras: map,
+            tracker,
+        }
     }
 
     /// A camera by id.
@@ -125,7 +154,12 @@ fn resolve_sim(cfg: &CameraConfig, sims: &SimEndpoints) -> Result<Url, String> {
     if cfg.url.scheme() != "sim" {
         return Ok(cfg.url.clone());
     }
-    let addr = sims.with_auth.get(&cfg.id).copied().or(sims.open).ok_or("the simulator is not running")?;
+    let addr = sims
+        .with_auth
+        .get(&cfg.id)
+        .copied()
+        .or(sims.open)
+        .ok_or("the simulator is not running")?;
     let name = cfg.url.host_str().unwrap_or("sim");
     let query = cfg.url.query().map(|q| format!("?{q}")).unwrap_or_default();
     Url::parse(&format!("rtsp://{addr}/{name}{query}")).map_err(|e| e.to_string())
@@ -176,7 +210,13 @@ async fn run_camera(
             CameraStats::add(&stats.reconnects, 1);
         }
         tracing::info!(url = %redact_url(url.as_str()), transport = carrier.as_str(), "connecting");
-        let ctx = SessionContext { hub: &hub, stats: &stats, status: &status, generation, cancel: &cancel };
+        let ctx = SessionContext {
+            hub: &hub,
+            stats: &stats,
+            status: &status,
+            generation,
+            cancel: &cancel,
+        };
         let outcome = run_session(&params, ctx).await;
         if outcome.played >= BACKOFF_RESET_AFTER {
             backoff = BACKOFF_MIN;
@@ -195,7 +235,9 @@ async fn run_camera(
                 url = configured.clone();
                 redirects = 0;
             }
-            SessionEnd::Failed(SessionError::NoUdpMedia(secs)) if cfg.transport == TransportMode::Auto => {
+            SessionEnd::Failed(SessionError::NoUdpMedia(secs))
+                if cfg.transport == TransportMode::Auto =>
+            {
                 tracing::warn!("no media over UDP within {secs} s: switching this camera to TCP");
                 udp_failed = true;
                 continue;
@@ -244,7 +286,10 @@ mod tests {
     fn jitter_stays_within_twenty_percent() {
         for _ in 0..1000 {
             let j = jitter(Duration::from_secs(10));
-            assert!(j >= Duration::from_secs(8) && j <= Duration::from_secs(12), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(8) && j <= Duration::from_secs(12),
+                "{j:?}"
+            );
         }
     }
 }

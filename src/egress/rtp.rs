@@ -42,7 +42,13 @@ pub struct Timeline {
 impl Timeline {
     /// A timeline starting at a random output timestamp.
     pub fn new(clock_rate: u32) -> Self {
-        Timeline { clock_rate, generation: u64::MAX, in_base: 0, out_base: rand::random(), last: None }
+        Timeline {
+            clock_rate,
+            generation: u64::MAX,
+            in_base: 0,
+            out_base: rand::random(),
+            last: None,
+        }
     }
 
     /// The output timestamp for input `ts` of `generation` arriving at `now`.
@@ -53,9 +59,14 @@ impl Timeline {
             self.generation = generation;
             self.in_base = ts;
             if let Some((last_ts, at)) = self.last {
-                let elapsed = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
+                let elapsed =
+                    now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
                 self.out_base = last_ts.wrapping_add((elapsed as u32).max(1));
-                tracing::debug!(generation, elapsed_ms = (elapsed / f64::from(self.clock_rate) * 1000.0) as u64, "timeline re-anchored");
+                tracing::debug!(
+                    generation,
+                    elapsed_ms = (elapsed / f64::from(self.clock_rate) * 1000.0) as u64,
+                    "timeline re-anchored"
+                );
             }
         }
         let out = self.out_base.wrapping_add(ts.wrapping_sub(self.in_base));
@@ -76,7 +87,13 @@ struct OutStream {
 
 impl OutStream {
     fn new(clock_rate: u32) -> Self {
-        OutStream { ssrc: rand::random(), seq: rand::random(), timeline: Timeline::new(clock_rate), packets: 0, octets: 0 }
+        OutStream {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timeline: Timeline::new(clock_rate),
+            packets: 0,
+            octets: 0,
+        }
     }
 }
 
@@ -125,14 +142,27 @@ pub async fn run_rtp_out(
                     }
                     wait_keyframe = false;
                 }
-                let ts = video.timeline.map(frame.generation, frame.au.timestamp, frame.received);
+                let ts = video
+                    .timeline
+                    .map(frame.generation, frame.au.timestamp, frame.received);
                 payloads.clear();
                 {
                     let info = info_rx.borrow_and_update();
                     packetizer.packetize(&frame.au, info.video_params.as_ref(), &mut payloads);
                 }
                 for p in &payloads {
-                    send(&socket, &mut buf, &mut video, VIDEO_PAYLOAD_TYPE, p.marker, ts, &p.data, video_dest, &stats).await;
+                    send(
+                        &socket,
+                        &mut buf,
+                        &mut video,
+                        VIDEO_PAYLOAD_TYPE,
+                        p.marker,
+                        ts,
+                        &p.data,
+                        video_dest,
+                        &stats,
+                    )
+                    .await;
                 }
             }
             Ok(MediaEvent::Audio(pkt)) => {
@@ -144,11 +174,27 @@ pub async fn run_rtp_out(
                 }
                 let (stream, info) = audio.as_mut().expect("audio is set just above");
                 let pt = out_audio_payload_type(info);
-                let ts = stream.timeline.map(pkt.generation, pkt.timestamp, pkt.received);
-                send(&socket, &mut buf, stream, pt, pkt.marker, ts, &pkt.payload, audio_dest, &stats).await;
+                let ts = stream
+                    .timeline
+                    .map(pkt.generation, pkt.timestamp, pkt.received);
+                send(
+                    &socket,
+                    &mut buf,
+                    stream,
+                    pt,
+                    pkt.marker,
+                    ts,
+                    &pkt.payload,
+                    audio_dest,
+                    &stats,
+                )
+                .await;
             }
             Err(RecvError::Lagged(n)) => {
-                tracing::warn!(skipped = n, "rtp output fell behind; resuming at the next keyframe");
+                tracing::warn!(
+                    skipped = n,
+                    "rtp output fell behind; resuming at the next keyframe"
+                );
                 CameraStats::add(&stats.consumer_frames_skipped, n);
                 wait_keyframe = true;
             }
@@ -171,7 +217,15 @@ async fn send(
     stats: &CameraStats,
 ) {
     buf.clear();
-    RtpPacket::write(buf, marker, payload_type, stream.seq, ts, stream.ssrc, payload);
+    RtpPacket::write(
+        buf,
+        marker,
+        payload_type,
+        stream.seq,
+        ts,
+        stream.ssrc,
+        payload,
+    );
     stream.seq = stream.seq.wrapping_add(1);
     stream.packets += 1;
     stream.octets += payload.len() as u64;
@@ -217,7 +271,11 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
         IpAddr::V4(_) => ("IP4", "127.0.0.1"),
         IpAddr::V6(_) => ("IP6", "::1"),
     };
-    let conn = if ip.is_multicast() && ip.is_ipv4() { format!("{ip}/{}", out.ttl) } else { ip.to_string() };
+    let conn = if ip.is_multicast() && ip.is_ipv4() {
+        format!("{ip}/{}", out.ttl)
+    } else {
+        ip.to_string()
+    };
     let mut s = String::new();
     let _ = write!(
         s,
@@ -238,7 +296,11 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
     let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\na=recvonly\r\n");
     if let Some(a) = &info.audio {
         let pt = out_audio_payload_type(a);
-        let _ = write!(s, "m=audio {} RTP/AVP {pt}\r\n", out.destination.port().wrapping_add(2));
+        let _ = write!(
+            s,
+            "m=audio {} RTP/AVP {pt}\r\n",
+            out.destination.port().wrapping_add(2)
+        );
         let _ = write!(s, "a=rtpmap:{pt} {}/{}", a.encoding, a.clock_rate);
         if let Some(ch) = a.channels {
             let _ = write!(s, "/{ch}");
@@ -282,16 +344,31 @@ mod tests {
 
     #[test]
     fn sdp_names_ports_and_audio() {
-        let out = RtpOut { destination: "127.0.0.1:5004".parse().unwrap(), ttl: 1 };
+        let out = RtpOut {
+            destination: "127.0.0.1:5004".parse().unwrap(),
+            ttl: 1,
+        };
         let info = StreamInfo {
             video_params: None,
-            audio: Some(AudioInfo { encoding: "PCMU".into(), clock_rate: 8000, channels: None, payload_type: 0, fmtp: None }),
+            audio: Some(AudioInfo {
+                encoding: "PCMU".into(),
+                clock_rate: 8000,
+                channels: None,
+                payload_type: 0,
+                fmtp: None,
+            }),
         };
         let sdp = consumer_sdp("lobby", &out, &info);
         assert!(sdp.contains("c=IN IP4 127.0.0.1\r\n"), "{sdp}");
         assert!(sdp.contains("m=video 5004 RTP/AVP 96\r\n"), "{sdp}");
-        assert!(sdp.contains("m=audio 5006 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"), "{sdp}");
-        let mc = RtpOut { destination: "239.1.2.3:5004".parse().unwrap(), ttl: 4 };
+        assert!(
+            sdp.contains("m=audio 5006 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"),
+            "{sdp}"
+        );
+        let mc = RtpOut {
+            destination: "239.1.2.3:5004".parse().unwrap(),
+            ttl: 4,
+        };
         assert!(consumer_sdp("x", &mc, &StreamInfo::default()).contains("c=IN IP4 239.1.2.3/4\r\n"));
     }
 }

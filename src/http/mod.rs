@@ -33,13 +33,21 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on an already bound listener until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Binds the HTTP listener, with a sentence naming the address on failure.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 /// A JSON error body.
@@ -49,7 +57,13 @@ struct ApiError {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ApiError { error: message.into() })).into_response()
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -60,7 +74,11 @@ struct SdpQuery {
 
 /// `GET /cameras/{id}.sdp`: the SDP a consumer opens to receive the camera's
 /// RTP output.
-async fn camera_file(State(st): State<AppState>, Path(file): Path<String>, Query(q): Query<SdpQuery>) -> Response {
+async fn camera_file(
+    State(st): State<AppState>,
+    Path(file): Path<String>,
+    Query(q): Query<SdpQuery>,
+) -> Response {
     let Some(id) = file.strip_suffix(".sdp") else {
         return error(StatusCode::NOT_FOUND, format!("no such file: {file}"));
     };
@@ -71,7 +89,10 @@ async fn camera_file(State(st): State<AppState>, Path(file): Path<String>, Query
     let Some(out) = cam.config.rtp_out.get(index) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("camera {id:?} has {} rtp_out destination(s); none with index {index}", cam.config.rtp_out.len()),
+            format!(
+                "camera {id:?} has {} rtp_out destination(s); none with index {index}",
+                cam.config.rtp_out.len()
+            ),
         );
     };
     let sdp = consumer_sdp(id, out, &cam.hub.info());

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 /// A TCP port that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An even UDP port with the three ports above it free (video + audio pairs).
@@ -33,8 +37,16 @@ pub fn free_rtp_port() -> u16 {
 /// Fails loudly when a tool the interop tests need is missing: interop tests
 /// never skip silently. `scripts/test` installs them.
 pub fn require_tool(cmd: &str) {
-    let ok = Command::new(cmd).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    assert!(ok, "{cmd} is not installed: run the tests with scripts/test, which installs it");
+    let ok = Command::new(cmd)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        ok,
+        "{cmd} is not installed: run the tests with scripts/test, which installs it"
+    );
 }
 
 /// The camgate binary under test.
@@ -53,7 +65,10 @@ impl Proc {
     /// `None` if it had to be killed.
     pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
         let start = Instant::now();
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         while start.elapsed() < limit {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return Some(start.elapsed());
@@ -100,7 +115,9 @@ pub fn spawn_sim(dir: &Path, port: u16, credentials: Option<(&str, &str)>) -> Pr
         args.extend(["--username", u, "--password", p]);
     }
     let proc = spawn_camgate(dir, &format!("sim-{port}"), &args);
-    wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     proc
 }
 
@@ -109,7 +126,9 @@ pub fn spawn_gateway(dir: &Path, toml: &str, http_port: u16) -> Proc {
     let path = dir.join("cameras.toml");
     std::fs::write(&path, toml).unwrap();
     let proc = spawn_camgate(dir, "gateway", &["run", "--config", path.to_str().unwrap()]);
-    wait_for(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", http_port)).is_ok());
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", http_port)).is_ok()
+    });
     proc
 }
 
@@ -117,7 +136,10 @@ pub fn spawn_gateway(dir: &Path, toml: &str, http_port: u16) -> Proc {
 pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -126,11 +148,22 @@ pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) {
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -149,7 +182,10 @@ pub fn wait_state(port: u16, id: &str, state: &str, limit: Duration) -> serde_js
         if v["state"] == state {
             return v;
         }
-        assert!(start.elapsed() < limit, "camera {id} not {state} within {limit:?}: {v}");
+        assert!(
+            start.elapsed() < limit,
+            "camera {id} not {state} within {limit:?}: {v}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -174,16 +210,37 @@ pub fn spawn_ffmpeg_decode(input: &str, seconds: u32, extra_input_args: &[&str])
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
     cmd.args(extra_input_args);
-    cmd.args(["-i", input, "-t", &seconds.to_string(), "-f", "framecrc", "-"]);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start ffmpeg")
+    cmd.args([
+        "-i",
+        input,
+        "-t",
+        &seconds.to_string(),
+        "-f",
+        "framecrc",
+        "-",
+    ]);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg")
 }
 
 /// Waits for ffmpeg (killing it after `limit`) and counts what it decoded.
 pub fn wait_decode(mut child: Child, limit: Duration) -> Decoded {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
-    let err = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let out = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let err = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
     let start = Instant::now();
     let success = loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -199,13 +256,26 @@ pub fn wait_decode(mut child: Child, limit: Duration) -> Decoded {
     let lines = out.join().unwrap();
     let errors = err.join().unwrap();
     // framecrc lines: "stream_index, dts, pts, duration, size, crc".
-    let count = |idx: &str| lines.iter().filter(|l| !l.starts_with('#') && l.split(',').next().map(str::trim) == Some(idx)).count();
-    Decoded { video_frames: count("0"), audio_frames: count("1"), errors, success }
+    let count = |idx: &str| {
+        lines
+            .iter()
+            .filter(|l| !l.starts_with('#') && l.split(',').next().map(str::trim) == Some(idx))
+            .count()
+    };
+    Decoded {
+        video_frames: count("0"),
+        audio_frames: count("1"),
+        errors,
+        success,
+    }
 }
 
 /// GStreamer's RTSP server (tests/support/gst_rtsp_server.py) on `port`.
 pub fn spawn_gst_server(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/gst_rtsp_server.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/gst_rtsp_server.py"
+    );
     let log = dir.join(format!("gst-{port}.log"));
     let err = std::fs::File::create(&log).unwrap();
     // Debian's python3 has the gi bindings; a pyenv python on PATH does not.
