@@ -15,12 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MEASURE: Duration = Duration::from_secs(10);
+/// Measurement time per point; `cargo test` (no `--bench` argument) runs a
+/// two-camera smoke pass with a short measurement instead.
+static MEASURE_SECS: AtomicU64 = AtomicU64::new(10);
 
 fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    if !bench {
+        MEASURE_SECS.store(2, Ordering::Relaxed);
+    }
     // criterion-style filters passed by `cargo bench` are ignored.
+    let default_n = if bench { "10,100,500" } else { "2" };
     let ns: Vec<usize> = std::env::var("CAMGATE_LOAD_N")
-        .unwrap_or_else(|_| "10,100,500".into())
+        .unwrap_or_else(|_| default_n.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -28,7 +35,7 @@ fn main() {
     let ticks = clock_ticks();
     println!(
         "load bench: {} s measurement per point, {} clock ticks/s",
-        MEASURE.as_secs(),
+        measure_time().as_secs(),
         ticks
     );
     println!(
@@ -74,6 +81,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
         }
         let up = playing(http);
+        assert_eq!(up, n, "only {up} of {n} cameras playing");
         std::thread::sleep(Duration::from_secs(2));
         let (cpu, rss) = measure(&[gw.0.id()], ticks, &sinks.bytes);
         let mbit = sinks.rate_mbit.clone();
@@ -124,6 +132,10 @@ fn main() {
     }
 }
 
+fn measure_time() -> Duration {
+    Duration::from_secs(MEASURE_SECS.load(Ordering::Relaxed))
+}
+
 fn report(what: &str, n: usize, cpu: f64, rss_kib: u64) {
     let per = cpu / n as f64;
     println!(
@@ -136,11 +148,11 @@ fn report(what: &str, n: usize, cpu: f64, rss_kib: u64) {
     );
 }
 
-/// CPU (fraction of one core) and total RSS (KiB) of `pids` over MEASURE.
+/// CPU (fraction of one core) and total RSS (KiB) of `pids` over the measurement time.
 fn measure(pids: &[u32], ticks: u64, _bytes: &AtomicU64) -> (f64, u64) {
     let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let t0 = Instant::now();
-    std::thread::sleep(MEASURE);
+    std::thread::sleep(measure_time());
     let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
     let secs = t0.elapsed().as_secs_f64();
     let rss = pids.iter().map(|p| rss_kib(*p)).sum();
@@ -227,7 +239,8 @@ impl Sinks {
         let mut sockets = Vec::new();
         while sockets.len() < n {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            if s.local_addr().unwrap().port() % 2 == 0 {
+            // Multiples of 4: no camera's video port is another's audio port (+2).
+            if s.local_addr().unwrap().port() % 4 == 0 {
                 s.set_nonblocking(true).unwrap();
                 sockets.push(s);
             }

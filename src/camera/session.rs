@@ -248,6 +248,9 @@ struct Driver {
     playing: bool,
     /// Set when interleaved RTP arrived since the last loop turn.
     tcp_media_seen: bool,
+    /// RTP packets received in this session (the camera's counters span
+    /// sessions).
+    rtp_packets: u64,
 }
 
 /// Receiver reports go out this often (some cameras end sessions without).
@@ -311,6 +314,7 @@ impl Driver {
             rr_ssrc: rand::random(),
             playing: false,
             tcp_media_seen: false,
+            rtp_packets: 0,
         })
     }
 
@@ -346,18 +350,11 @@ impl Driver {
             let now = Instant::now();
             // The media deadline: UDP probing in auto mode uses its own limit
             // until the first packet.
-            let media_deadline = played_since.and_then(|start| {
-                let got_any = ctx
-                    .stats
-                    .rtp_packets_received
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    > 0
-                    && last_media != Some(start);
-                match (params.udp_probe, got_any) {
-                    (Some(probe), false) => Some(start + probe),
-                    _ => last_media.map(|t| t + params.media_timeout),
-                }
-            });
+            let media_deadline =
+                played_since.map(|start| match (params.udp_probe, self.rtp_packets) {
+                    (Some(probe), 0) => start + probe,
+                    _ => last_media.unwrap_or(start) + params.media_timeout,
+                });
             let mut deadline = now + Duration::from_secs(1);
             for d in [
                 self.client.poll_timeout(),
@@ -395,9 +392,7 @@ impl Driver {
                     self.client.handle_timeout(now);
                     if let Some(d) = media_deadline {
                         if now >= d {
-                            let err = if params.udp_probe.is_some()
-                                && ctx.stats.rtp_packets_received.load(std::sync::atomic::Ordering::Relaxed) == 0
-                            {
+                            let err = if params.udp_probe.is_some() && self.rtp_packets == 0 {
                                 SessionError::NoUdpMedia(params.udp_probe.unwrap_or_default().as_secs())
                             } else {
                                 SessionError::MediaTimeout(params.media_timeout.as_secs())
@@ -624,7 +619,12 @@ impl Driver {
             st.state = CameraState::Playing;
             st.since = std::time::SystemTime::now();
         });
-        tracing::info!(transport = ?self.streams.first().map(|s| s.channels.is_some()), "playing");
+        let transport = if self.streams.iter().any(|s| s.channels.is_some()) {
+            "tcp"
+        } else {
+            "udp"
+        };
+        tracing::info!(transport, "playing");
         // An early receiver report opens NAT/firewall state towards the camera.
         self.send_receiver_reports().await;
         Ok(())
@@ -643,6 +643,7 @@ impl Driver {
             }
         };
         CameraStats::add(&ctx.stats.rtp_packets_received, 1);
+        self.rtp_packets += 1;
         if let Some(last) = stream.last_seq {
             let gap = pkt.sequence.wrapping_sub(last.wrapping_add(1));
             if gap != 0 && gap < 0x8000 {
