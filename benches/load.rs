@@ -95,7 +95,8 @@ fn main() {
         drop(gw);
 
         // Baseline: one ffmpeg per camera, stream copy to RTP.
-        if n <= 100
+        if bench
+            && n <= 100
             && Command::new("ffmpeg")
                 .arg("-version")
                 .stdout(Stdio::null())

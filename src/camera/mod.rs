@@ -6,6 +6,7 @@ pub mod hub;
 pub mod session;
 pub mod stats;
 pub mod supervisor;
+mod udp;
 
 use std::time::SystemTime;
 

@@ -3,12 +3,11 @@
 //! feeds the depacketizer and publishes frames to the camera's hub. It ends
 //! on failure, redirect or cancellation; the supervisor decides what next.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, UdpSocket};
@@ -20,6 +19,7 @@ use url::Url;
 
 use super::hub::{AudioInfo, AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
 use super::stats::CameraStats;
+use super::udp::{bind_udp_pair, recv_opt, udp_reader, UdpRole};
 use super::{CameraState, CameraStatus};
 use crate::h264::{AccessUnit, Depacketizer, ParameterSets};
 use crate::redact::redact_url;
@@ -173,13 +173,6 @@ pub struct SessionContext<'a> {
     pub generation: u64,
     /// Stops the session (TEARDOWN is sent).
     pub cancel: &'a CancellationToken,
-}
-
-/// Which UDP socket a datagram came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UdpRole {
-    Rtp(usize),
-    Rtcp(usize),
 }
 
 /// A media stream being received.
@@ -793,54 +786,6 @@ fn arrival_units(clock_rate: u32) -> u32 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(Instant::now);
     (start.elapsed().as_secs_f64() * f64::from(clock_rate)) as u64 as u32
-}
-
-/// Binds an even RTP port and the odd port above it on `ip`.
-async fn bind_udp_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
-    let mut last_err = io::Error::other("no port pair found");
-    for _ in 0..32 {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
-            Ok(rtcp) => return Ok((rtp, rtcp)),
-            Err(e) => last_err = e,
-        }
-    }
-    Err(last_err)
-}
-
-/// Forwards datagrams from one socket to the session loop. Drops when the
-/// loop is behind rather than queueing without bound.
-async fn udp_reader(socket: Arc<UdpSocket>, role: UdpRole, tx: mpsc::Sender<(UdpRole, Bytes)>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        // Room for any datagram a camera sends (jumbo frames included).
-        buf.reserve(16 * 1024);
-        match socket.recv_buf(&mut buf).await {
-            Ok(_) => {
-                let data = buf.split().freeze();
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((role, data)) {
-                    return;
-                }
-            }
-            Err(e) => {
-                // ICMP port unreachable surfaces as an error on some systems;
-                // keep reading.
-                tracing::debug!(error = %e, "udp receive error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Resolves `host:port` to the first address.
