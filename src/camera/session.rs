@@ -197,6 +197,9 @@ struct MediaStream {
     last_sr: Option<(u32, Instant)>,
     /// SSRC from the last packet.
     ssrc: Option<u32>,
+    /// Video parameter sets last published to the hub (from the SDP, then
+    /// from the stream).
+    published_params: Option<ParameterSets>,
 }
 
 enum StreamKind {
@@ -529,7 +532,7 @@ impl Driver {
 
         let mut chosen = vec![(
             video,
-            StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp))),
+            StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp.clone()))),
         )];
         if let Some(a) = audio {
             chosen.push((a, StreamKind::Audio));
@@ -554,7 +557,12 @@ impl Driver {
                 }
             };
             requests.push((index, request));
+            let published_params = match kind {
+                StreamKind::Video(_) => params_from_sdp.clone(),
+                StreamKind::Audio => None,
+            };
             self.streams.push(MediaStream {
+                published_params,
                 index,
                 clock_rate: p.streams[index].clock_rate.max(1),
                 kind,
@@ -654,15 +662,18 @@ impl Driver {
         match &mut stream.kind {
             StreamKind::Video(depacketizer) => {
                 depacketizer.push(&pkt);
-                let before = ctx.hub.info().video_params;
                 while let Some(au) = depacketizer.pull() {
                     publish_video(au, ctx, now);
                 }
-                let params = depacketizer.parameter_sets().cloned();
-                if params.is_some() && params != before {
-                    let mut info = ctx.hub.info();
+                // Compare with what was published (cheap) rather than reading
+                // the hub's description for every packet.
+                let params = depacketizer.parameter_sets();
+                if params.is_some() && params != stream.published_params.as_ref() {
+                    stream.published_params = params.cloned();
+                    let params = stream.published_params.clone();
                     ctx.status
                         .send_modify(|st| st.video = Some(describe_video("H264", params.as_ref())));
+                    let mut info = ctx.hub.info();
                     info.video_params = params;
                     ctx.hub.set_info(info);
                 }
