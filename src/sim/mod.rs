@@ -11,6 +11,8 @@ mod describe;
 mod stream;
 mod udp;
 
+pub mod faults;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
