@@ -26,6 +26,10 @@ use super::transport::{parse_rtp_info, SessionHeader, Transport};
 
 /// How long a request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an interleaved frame may wait for the bytes after it, which
+/// show whether its declared length was true (see `framer`), before it is
+/// handed out unchecked.
+pub const FRAME_HOLD: Duration = Duration::from_millis(5);
 /// Session timeout when the camera announces none (RFC 2326 section 12.37).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -170,6 +174,8 @@ pub struct Client {
     config: ClientConfig,
     /// Splits received bytes into answers and interleaved frames.
     framer: Framer,
+    /// When to hand out a frame the framer holds for its boundary check.
+    held_deadline: Option<Instant>,
     /// Bytes for the connection, handed out by `poll_transmit`.
     out: BytesMut,
     /// Events for the driver.
@@ -218,6 +224,7 @@ impl Client {
         let mut client = Client {
             config,
             framer: Framer::new(),
+            held_deadline: None,
             out: BytesMut::new(),
             events: VecDeque::new(),
             pending: Vec::new(),
@@ -260,6 +267,11 @@ impl Client {
                 Item::Error(e) => self.fail(ClientError::Protocol(e.to_string())),
             }
         }
+        self.held_deadline = match (self.framer.holding(), self.held_deadline) {
+            (false, _) => None,
+            (true, None) => Some(now + FRAME_HOLD),
+            (true, kept) => kept,
+        };
     }
 
     /// Bytes to write to the connection, if any (all queued bytes at once).
@@ -282,7 +294,7 @@ impl Client {
         let keepalive = self
             .next_keepalive
             .filter(|_| self.state == State::Playing && !self.tearing_down);
-        requests.chain(keepalive).min()
+        requests.chain(keepalive).chain(self.held_deadline).min()
     }
 
     /// Sends keepalives and fails requests that got no answer in
@@ -290,6 +302,14 @@ impl Client {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Done {
             return;
+        }
+        if self.held_deadline.is_some_and(|d| d <= now) {
+            // Nothing followed the held frame: it was whole after all.
+            self.held_deadline = None;
+            if let Some(Item::Interleaved { channel, data }) = self.framer.release_held() {
+                self.events.push_back(Event::Interleaved { channel, data });
+            }
+            self.handle_input(&[], now);
         }
         if let Some(p) = self.pending.iter().find(|p| p.deadline <= now) {
             let err = ClientError::Timeout {
@@ -394,6 +414,12 @@ impl Client {
         self.framer.skipped_bytes()
     }
 
+    /// Times the interleaved framing broke and was found again on this
+    /// connection.
+    pub fn framing_resyncs(&self) -> u64 {
+        self.framer.resyncs()
+    }
+
     fn keepalive_interval(&self) -> Duration {
         (self.session_timeout / 2).max(Duration::from_secs(1))
     }
@@ -488,6 +514,9 @@ impl Client {
         };
         let transport = match request {
             TransportRequest::Tcp { rtp_channel } => {
+                // Frames on these channels may start arriving before the
+                // answer; check and resync them from now on.
+                self.framer.expect_channels(rtp_channel);
                 format!(
                     "RTP/AVP/TCP;unicast;interleaved={}-{}",
                     rtp_channel,
@@ -670,6 +699,10 @@ impl Client {
             .get("Transport")
             .map(Transport::parse)
             .unwrap_or_default();
+        if let (TransportRequest::Tcp { .. }, Some((rtp, _))) = (request, t.interleaved) {
+            // The camera may pick other channels than asked.
+            self.framer.expect_channels(rtp);
+        }
         self.setups.push(StreamSetup {
             stream,
             request,

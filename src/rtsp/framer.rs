@@ -4,6 +4,17 @@
 //! Sans-IO: [`Framer::push`] what was read, then drain [`Framer::poll`] until
 //! it returns `None`. Memory is bounded by [`MAX_HEADER_BYTES`] +
 //! [`MAX_BODY_BYTES`] (an interleaved frame is at most 65 539 bytes).
+//!
+//! Resync: cheap cameras (old live555 firmware) lose the rest of a packet
+//! when a non-blocking write is partial, so a frame's declared length runs
+//! into the next frame. Once the channels are known
+//! ([`Framer::expect_channels`]), every frame must end on a plausible
+//! boundary (`$` and a known channel, or an RTSP message); when it does not,
+//! or bytes between frames are garbage, the framer scans for the next valid
+//! frame (a known channel, RTP version 2 with the stream's SSRC and a
+//! sequence number near the expected one, or RTCP) or an RTSP response, drops
+//! what lies before it and goes on: the damaged packet shows up downstream as
+//! a lost sequence number, never as a closed connection.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -105,7 +116,44 @@ pub struct Framer {
     skipping: bool,
     /// Bytes thrown away as garbage, for metrics.
     skipped_bytes: u64,
+    /// Interleaved channels set up, with what is known of their streams.
+    /// Empty until SETUP: then any `$` frame is accepted as it is.
+    channels: Vec<ChannelHint>,
+    /// Times the framing was lost and found again.
+    resyncs: u64,
+    /// True from a framing loss until the next item is handed out, so one
+    /// loss counts once however many candidates are tried.
+    in_resync: bool,
 }
+
+/// What the framer knows of one interleaved channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChannelHint {
+    /// The channel byte.
+    channel: u8,
+    /// RTP (even channel of a pair) or RTCP.
+    rtp: bool,
+    /// SSRC of the last RTP frame accepted.
+    ssrc: Option<u32>,
+    /// Sequence number expected next.
+    next_seq: Option<u16>,
+}
+
+/// The verdict on a `$` frame at the start of the buffer.
+enum Check {
+    /// Wait for more bytes.
+    NeedMore,
+    /// A frame of this many data bytes.
+    Valid(usize),
+    /// Not a frame start.
+    Invalid,
+}
+
+/// How far a sequence number may be from the expected one and still
+/// identify the stream while resyncing.
+const SEQ_BEHIND: i16 = -100;
+/// See [`SEQ_BEHIND`].
+const SEQ_AHEAD: i16 = 1000;
 
 impl Framer {
     /// An empty framer.
@@ -121,6 +169,56 @@ impl Framer {
     /// Total bytes skipped as garbage (neither a frame nor a message).
     pub fn skipped_bytes(&self) -> u64 {
         self.skipped_bytes
+    }
+
+    /// Times the interleaved framing was lost (a frame not ending on a
+    /// boundary, or garbage between frames) and found again.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
+    }
+
+    /// True when a complete frame is held only because nothing has arrived
+    /// after it yet to check its end against. Call [`Framer::release_held`]
+    /// if nothing more arrives within a few milliseconds.
+    pub fn holding(&self) -> bool {
+        self.held_len().is_some()
+    }
+
+    /// Hands out the held frame as it is (see [`Framer::holding`]).
+    pub fn release_held(&mut self) -> Option<Item> {
+        let len = self.held_len()?;
+        Some(self.take_frame(len))
+    }
+
+    /// The data length of a complete frame at the start of the buffer that
+    /// waits for its boundary check.
+    fn held_len(&self) -> Option<usize> {
+        if self.channels.is_empty()
+            || self.pending.is_some()
+            || self.buf.first() != Some(&b'$')
+            || self.buf.len() < 4
+        {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+        (self.buf.len() == 4 + len && matches!(self.check_frame(), Check::NeedMore)).then_some(len)
+    }
+
+    /// Declares the interleaved channel pair `rtp_channel`,
+    /// `rtp_channel + 1` (RTP, RTCP) set up: from now on frames are checked
+    /// and the framing is resynchronised when it breaks. Call when sending
+    /// SETUP.
+    pub fn expect_channels(&mut self, rtp_channel: u8) {
+        for (channel, rtp) in [(rtp_channel, true), (rtp_channel.wrapping_add(1), false)] {
+            if !self.channels.iter().any(|h| h.channel == channel) {
+                self.channels.push(ChannelHint {
+                    channel,
+                    rtp,
+                    ssrc: None,
+                    next_seq: None,
+                });
+            }
+        }
     }
 
     /// Bytes buffered and not yet returned (at most about
@@ -140,13 +238,24 @@ impl Framer {
             }
             let first = *self.buf.first()?;
             match first {
-                b'$' => return self.poll_interleaved(),
+                b'$' if self.channels.is_empty() => return self.poll_interleaved(),
+                b'$' => match self.check_frame() {
+                    Check::NeedMore => return None,
+                    Check::Valid(len) => return Some(self.take_frame(len)),
+                    Check::Invalid => self.lose_framing(),
+                },
                 // Stray line ends between messages are harmless padding.
                 b'\r' | b'\n' => self.buf.advance(1),
                 _ => match classify(&self.buf) {
                     Start::Message => return self.poll_head(),
                     Start::NeedMore => return None,
-                    Start::Garbage => self.skipping = true,
+                    Start::Garbage => {
+                        if !self.channels.is_empty() && !self.in_resync {
+                            self.in_resync = true;
+                            self.resyncs += 1;
+                        }
+                        self.skipping = true;
+                    }
                 },
             }
         }
@@ -176,6 +285,167 @@ impl Framer {
             self.skipping = false;
         }
         found.is_some()
+    }
+
+    /// The frame at the start of the buffer is not one: count the loss (once
+    /// per episode), skip its first byte and scan on.
+    fn lose_framing(&mut self) {
+        if !self.in_resync {
+            self.in_resync = true;
+            self.resyncs += 1;
+        }
+        self.buf.advance(1);
+        self.skipped_bytes += 1;
+        self.skipping = true;
+    }
+
+    fn hint(&self, channel: u8) -> Option<&ChannelHint> {
+        self.channels.iter().find(|h| h.channel == channel)
+    }
+
+    /// Judges the `$` frame at the start of the buffer (channels known).
+    fn check_frame(&self) -> Check {
+        let buf = &self.buf[..];
+        if buf.len() < 2 {
+            return Check::NeedMore;
+        }
+        let Some(hint) = self.hint(buf[1]) else {
+            return Check::Invalid;
+        };
+        if buf.len() < 4 {
+            return Check::NeedMore;
+        }
+        let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        if len < if hint.rtp { 12 } else { 8 } {
+            return Check::Invalid;
+        }
+        if buf.len() < 6 {
+            return Check::NeedMore;
+        }
+        if buf[4] >> 6 != 2 || (!hint.rtp && !(200..=207).contains(&buf[5])) {
+            return Check::Invalid;
+        }
+        // While resyncing, an RTP candidate must also belong to the stream.
+        let mut known_stream = !hint.rtp;
+        if hint.rtp {
+            if buf.len() < 16 {
+                return Check::NeedMore;
+            }
+            let seq = u16::from_be_bytes([buf[6], buf[7]]);
+            let ssrc = u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]);
+            let near =
+                |next: u16| (SEQ_BEHIND..=SEQ_AHEAD).contains(&(seq.wrapping_sub(next) as i16));
+            known_stream = hint.ssrc == Some(ssrc) && hint.next_seq.is_some_and(near);
+        }
+        let end = 4 + len;
+        if buf.len() < end {
+            return Check::NeedMore;
+        }
+        if buf.len() == end {
+            // Nothing after the frame yet, so its end cannot be checked. The
+            // last packet of a picture (marker bit) of the known stream is
+            // almost always whole: hand it out without delay. Anything else
+            // is held until more bytes arrive or the caller releases it
+            // ([`Framer::release_held`]) after a few milliseconds.
+            let marker = hint.rtp && buf[5] & 0x80 != 0;
+            return if marker && known_stream && !self.in_resync {
+                Check::Valid(len)
+            } else {
+                Check::NeedMore
+            };
+        }
+        match self.boundary(&buf[end..]) {
+            Some(true) => Check::Valid(len),
+            // Truncated if the next frame (or an answer) begins inside the
+            // declared length; otherwise the frame is whole and garbage
+            // follows it, which the next poll skips.
+            Some(false) if self.start_inside(4, end) => Check::Invalid,
+            Some(false) => Check::Valid(len),
+            None if known_stream || !self.in_resync => Check::Valid(len),
+            None => Check::NeedMore,
+        }
+    }
+
+    /// Whether a frame of a known stream, or an RTSP response, starts in
+    /// `buf[from..to]`.
+    fn start_inside(&self, from: usize, to: usize) -> bool {
+        let buf = &self.buf[..];
+        (from..to.min(buf.len())).any(|i| match buf[i] {
+            b'$' => self.strong_start(&buf[i..]),
+            b'R' => buf[i..].starts_with(RESYNC_RESPONSE),
+            _ => false,
+        })
+    }
+
+    /// Whether `at` begins a frame that certainly belongs to a set-up
+    /// stream: RTP of the stream's SSRC with a sequence number near the
+    /// expected one, or (before any SSRC is known) a frame whose own end is
+    /// a valid boundary.
+    fn strong_start(&self, at: &[u8]) -> bool {
+        if at.len() < 6 {
+            return false;
+        }
+        let Some(hint) = self.hint(at[1]) else {
+            return false;
+        };
+        let len = usize::from(u16::from_be_bytes([at[2], at[3]]));
+        if at[4] >> 6 != 2 || len < 8 {
+            return false;
+        }
+        if hint.rtp {
+            if at.len() < 16 || len < 12 {
+                return false;
+            }
+            if let (Some(ssrc), Some(next)) = (hint.ssrc, hint.next_seq) {
+                let seq = u16::from_be_bytes([at[6], at[7]]);
+                let got = u32::from_be_bytes([at[12], at[13], at[14], at[15]]);
+                return got == ssrc
+                    && (SEQ_BEHIND..=SEQ_AHEAD).contains(&(seq.wrapping_sub(next) as i16));
+            }
+        } else if !(200..=207).contains(&at[5]) {
+            return false;
+        }
+        at.len() > 4 + len && self.boundary(&at[4 + len..]) == Some(true)
+    }
+
+    /// Whether `next` (the bytes after a frame) starts something valid:
+    /// `Some(true)` yes, `Some(false)` no, `None` not enough bytes to tell.
+    fn boundary(&self, next: &[u8]) -> Option<bool> {
+        if next[0] != b'$' {
+            // An RTSP response, or a request from the camera.
+            return match classify(next) {
+                Start::Message => Some(true),
+                Start::NeedMore => None,
+                Start::Garbage => Some(false),
+            };
+        }
+        let Some(hint) = self.hint(*next.get(1)?) else {
+            return Some(false);
+        };
+        if *next.get(4)? >> 6 != 2 {
+            return Some(false);
+        }
+        if hint.rtp {
+            Some(true)
+        } else {
+            Some((200..=207).contains(next.get(5)?))
+        }
+    }
+
+    /// Hands out the frame of `len` data bytes at the start of the buffer and
+    /// learns its stream.
+    fn take_frame(&mut self, len: usize) -> Item {
+        let frame = self.buf.split_to(4 + len).freeze();
+        let channel = frame[1];
+        let data = frame.slice(4..);
+        if let Some(hint) = self.channels.iter_mut().find(|h| h.channel == channel) {
+            if hint.rtp && data.len() >= 12 {
+                hint.ssrc = Some(u32::from_be_bytes([data[8], data[9], data[10], data[11]]));
+                hint.next_seq = Some(u16::from_be_bytes([data[2], data[3]]).wrapping_add(1));
+            }
+        }
+        self.in_resync = false;
+        Item::Interleaved { channel, data }
     }
 
     fn poll_interleaved(&mut self) -> Option<Item> {
@@ -496,5 +766,194 @@ mod tests {
                 data: Bytes::from_static(b"z")
             })
         );
+    }
+
+    // ---- resync (channels known) ----
+
+    const SSRC: u32 = 0x1234_5678;
+
+    /// An RTP packet of `len` bytes (header included) on `channel`.
+    fn rtp(seq: u16, ssrc: u32, len: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 3600).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend(
+            (0..len.saturating_sub(12)).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seq as u8)),
+        );
+        p
+    }
+
+    fn rtp_frame(seq: u16, len: usize) -> Vec<u8> {
+        frame(0, &rtp(seq, SSRC, len))
+    }
+
+    /// The first `keep` bytes of a frame whose header declares it whole.
+    fn truncated(seq: u16, len: usize, keep: usize) -> Vec<u8> {
+        let mut f = rtp_frame(seq, len);
+        f.truncate(4 + keep);
+        f
+    }
+
+    fn seqs(items: &[Item]) -> Vec<u16> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Interleaved { data, .. } => u16::from_be_bytes([data[2], data[3]]),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    fn framer_with_channels() -> Framer {
+        let mut f = Framer::new();
+        f.expect_channels(0);
+        f
+    }
+
+    /// Feeds `input` in chunks of `chunk` bytes and drains everything,
+    /// releasing the last frame held for its boundary check.
+    fn run(input: &[u8], chunk: usize) -> (Vec<Item>, Framer) {
+        let mut f = framer_with_channels();
+        let mut items = Vec::new();
+        for c in input.chunks(chunk) {
+            f.push(c);
+            items.extend(drain(&mut f));
+        }
+        while let Some(held) = f.release_held() {
+            items.push(held);
+            items.extend(drain(&mut f));
+        }
+        (items, f)
+    }
+
+    #[test]
+    fn truncated_frame_is_dropped_and_framing_found_again() {
+        let mut input = rtp_frame(1, 1400);
+        input.extend(truncated(2, 1400, 500));
+        for seq in 3..8 {
+            input.extend(rtp_frame(seq, 1400));
+        }
+        for chunk in [input.len(), 1400, 333, 1] {
+            let (items, f) = run(&input, chunk);
+            assert_eq!(seqs(&items), [1, 3, 4, 5, 6, 7], "chunk {chunk}");
+            assert_eq!(f.resyncs(), 1, "chunk {chunk}");
+            assert_eq!(f.skipped_bytes(), 504, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn truncation_followed_by_the_whole_packet_again() {
+        let mut input = rtp_frame(1, 1400);
+        input.extend(truncated(2, 1400, 700));
+        input.extend(rtp_frame(2, 1400));
+        input.extend(rtp_frame(3, 1400));
+        for chunk in [input.len(), 97, 1] {
+            let (items, f) = run(&input, chunk);
+            assert_eq!(seqs(&items), [1, 2, 3], "chunk {chunk}");
+            assert_eq!(f.resyncs(), 1);
+        }
+    }
+
+    #[test]
+    fn garbage_between_frames_with_dollar_signs_inside() {
+        let mut input = rtp_frame(1, 200);
+        input.extend(b"\x17garbage $\x00\x05 more $$ junk \x80\x60");
+        input.extend(rtp_frame(2, 200));
+        input.extend(rtp_frame(3, 200));
+        for chunk in [input.len(), 5, 1] {
+            let (items, f) = run(&input, chunk);
+            assert_eq!(seqs(&items), [1, 2, 3], "chunk {chunk}");
+            assert_eq!(f.resyncs(), 1);
+            assert_eq!(f.skipped_bytes(), 28);
+        }
+    }
+
+    #[test]
+    fn truncated_frame_before_an_rtsp_answer() {
+        let mut input = rtp_frame(1, 600);
+        input.extend(truncated(2, 600, 100));
+        input.extend(b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n");
+        input.extend(rtp_frame(3, 600));
+        input.extend(rtp_frame(4, 600));
+        for chunk in [input.len(), 64, 1] {
+            let (items, f) = run(&input, chunk);
+            assert_eq!(items.len(), 4, "chunk {chunk}: {items:?}");
+            assert!(matches!(items[1], Item::Response(ref r) if r.status == 200));
+            assert_eq!(f.resyncs(), 1);
+        }
+    }
+
+    #[test]
+    fn ssrc_change_on_a_clean_boundary_is_not_a_resync() {
+        let mut input = rtp_frame(1, 300);
+        input.extend(frame(0, &rtp(40_000, 0xdead_beef, 300)));
+        input.extend(frame(0, &rtp(40_001, 0xdead_beef, 300)));
+        let (items, f) = run(&input, 1);
+        assert_eq!(seqs(&items), [1, 40_000, 40_001]);
+        assert_eq!(f.resyncs(), 0);
+    }
+
+    #[test]
+    fn rtcp_frames_are_checked_too() {
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend([0u8; 24]);
+        let mut input = rtp_frame(1, 300);
+        input.extend(frame(1, &sr));
+        input.extend(rtp_frame(2, 300));
+        let (items, f) = run(&input, 7);
+        assert_eq!(items.len(), 3);
+        assert_eq!(f.resyncs(), 0);
+    }
+
+    /// Bytes cut out of a large video packet (a keyframe FU-A fragment) in
+    /// the real recording: exactly that packet is lost, nothing else.
+    #[test]
+    fn resync_inside_bunny_recording() {
+        // Split the recording into frames to pick a victim.
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while pos + 4 <= BUNNY.len() {
+            let len = usize::from(u16::from_be_bytes([BUNNY[pos + 2], BUNNY[pos + 3]]));
+            frames.push(&BUNNY[pos..pos + 4 + len]);
+            pos += 4 + len;
+        }
+        let victim = frames
+            .iter()
+            .position(|f| f[1] == 2 && f.len() > 1000)
+            .expect("a large video packet");
+        let mut input = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if i == victim {
+                input.extend_from_slice(&f[..f.len() / 2]);
+            } else {
+                input.extend_from_slice(f);
+            }
+        }
+        for chunk in [1000, 1] {
+            let mut f = Framer::new();
+            f.expect_channels(0);
+            f.expect_channels(2);
+            let mut out = Vec::new();
+            for c in input.chunks(chunk) {
+                f.push(c);
+                out.extend(drain(&mut f));
+            }
+            out.extend(f.release_held());
+            assert_eq!(f.resyncs(), 1, "chunk {chunk}");
+            assert_eq!(out.len(), frames.len() - 1, "chunk {chunk}");
+            let expected: Vec<&[u8]> = frames
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != victim)
+                .map(|(_, f)| &f[4..])
+                .collect();
+            for (item, want) in out.iter().zip(&expected) {
+                match item {
+                    Item::Interleaved { data, .. } => assert_eq!(&data[..], *want),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 }
