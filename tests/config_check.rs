@@ -3,8 +3,10 @@
 //! `password_env`, and what error and summary texts look like.
 
 use std::io::Write;
+use std::time::Duration;
 
-use camgate::config::{Config, ConfigError, TransportMode};
+use camgate::config::{Config, ConfigError, OnDamage, TransportMode};
+use camgate::sim::faults::Faults;
 
 /// A variable name no other test (or process) uses.
 fn unique_var(tag: &str) -> String {
@@ -100,4 +102,94 @@ fn shipped_cameras_toml_is_valid() {
     if let Err(e) = Config::load(&path) {
         panic!("the cameras.toml in the repository is invalid: {e}");
     }
+}
+
+#[test]
+fn ingest_keys_through_the_public_api() {
+    let text = r#"[defaults]
+transport = "udp"
+network_cache_ms = 300
+socket_buffer_bytes = 4194304
+refresh_timeout = 6
+
+[[camera]]
+id = "lobby"
+url = "rtsp://192.0.2.10/ch1"
+username = "admin"
+password = "pa55"
+onvif_url = "http://192.0.2.10/onvif/device_service"
+on_damage = "forward"
+
+[[camera]]
+id = "flaky"
+url = "sim://flaky"
+on_damage = "drop-until-keyframe"
+network_cache_ms = 0
+[camera.faults]
+seed = 7
+truncate = 0.02
+"#;
+    let config = Config::parse(text, "cameras.toml").expect("valid");
+    let lobby = &config.cameras[0];
+    assert_eq!(lobby.network_cache_ms, Some(300));
+    assert_eq!(lobby.network_cache(true), Duration::from_millis(300));
+    assert_eq!(lobby.socket_buffer_bytes, 4 * 1024 * 1024);
+    assert_eq!(lobby.on_damage, OnDamage::Forward);
+    assert_eq!(lobby.refresh_timeout, Some(Duration::from_secs(6)));
+    assert_eq!(
+        lobby.onvif_url.as_ref().map(|u| u.as_str()),
+        Some("http://192.0.2.10/onvif/device_service")
+    );
+    assert_eq!(lobby.faults, None);
+
+    let flaky = &config.cameras[1];
+    assert_eq!(flaky.network_cache_ms, Some(0));
+    assert_eq!(
+        flaky.socket_buffer_bytes,
+        4 * 1024 * 1024,
+        "from [defaults]"
+    );
+    assert_eq!(flaky.on_damage, OnDamage::DropUntilKeyframe);
+    assert_eq!(flaky.refresh_timeout, Some(Duration::from_secs(6)));
+    assert_eq!(
+        flaky.faults,
+        Some(Faults {
+            seed: 7,
+            truncate: 0.02,
+            ..Faults::default()
+        })
+    );
+    assert!(!format!("{config:?}").contains("pa55"));
+}
+
+#[test]
+fn ingest_key_error_texts() {
+    let text = "[[camera]]\nid = \"lobby\"\nurl = \"rtsp://192.0.2.10/ch1\"\n\n[camera.faults]\nseed = 7\n";
+    let err = Config::parse(text, "cameras.toml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cameras.toml:5: camera \"lobby\": [camera.faults] needs a sim:// camera; this one's url (line 3) is rtsp://"
+    );
+
+    let text = "[[camera]]\nid = \"flaky\"\nurl = \"sim://flaky\"\n[camera.faults]\nseed = 7\ntruncat = 0.02\n";
+    let err = Config::parse(text, "cameras.toml").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cameras.toml:6: unknown field `truncat` in [camera.faults], expected one of `seed`, `truncate`,"),
+        "{err}"
+    );
+
+    let text = "[defaults]\nsocket_buffer_bytes = 212992\nnetwork_cache_ms = 10001\n";
+    let err = Config::parse(text, "cameras.toml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cameras.toml:3: [defaults] field `network_cache_ms`: 10001 is out of range 0..=10000"
+    );
+
+    let text = "[[camera]]\nid = \"lobby\"\nurl = \"rtsp://192.0.2.10/ch1\"\nonvif_url = \"https://192.0.2.10/onvif/device_service\"\n";
+    let err = Config::parse(text, "cameras.toml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cameras.toml:4: camera \"lobby\": field `onvif_url`: https:// is not supported yet (use http://)"
+    );
 }

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use url::Url;
 
@@ -83,6 +84,39 @@ impl fmt::Display for TransportMode {
     }
 }
 
+/// What to do with a picture that arrived damaged (packets lost, cut short
+/// or out of order beyond repair) until the next keyframe.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDamage {
+    /// Send nothing from the damaged frame until the next keyframe (and ask
+    /// the camera for one): consumers see a short freeze, never corruption.
+    #[default]
+    DropUntilKeyframe,
+    /// Send everything as received: no freeze, but consumers' decoders show
+    /// smeared or grey areas until the next keyframe.
+    Forward,
+}
+
+impl OnDamage {
+    /// The spelling used in `cameras.toml`: `drop-until-keyframe` or
+    /// `forward`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDamage::DropUntilKeyframe => "drop-until-keyframe",
+            OnDamage::Forward => "forward",
+        }
+    }
+}
+
+impl fmt::Display for OnDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One `[[camera.rtp_out]]` destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RtpOut {
@@ -124,6 +158,52 @@ pub struct CameraConfig {
     pub rtp_payload_size: usize,
     /// 1-based line of the `[[camera]]` header, for messages.
     pub line: usize,
+    /// How long received RTP waits for reordered packets before a gap is
+    /// declared lost, in ms, 0..=10000 (from `[defaults]` when set there).
+    /// `None`: automatic, see [`CameraConfig::network_cache`].
+    pub network_cache_ms: Option<u32>,
+    /// `SO_RCVBUF` requested for the camera's UDP sockets, in bytes,
+    /// 65536..=67108864, default 2 MiB (from `[defaults]` when set there).
+    /// The kernel may grant less (Linux: `net.core.rmem_max`).
+    pub socket_buffer_bytes: usize,
+    /// What to do with damaged pictures; default drop until keyframe (from
+    /// `[defaults]` when set there).
+    pub on_damage: OnDamage,
+    /// How long to wait for a keyframe after asking for one before asking
+    /// again, 1..=600 s (from `[defaults]` when set there). `None`:
+    /// automatic, see [`CameraConfig::refresh_timeout_for`].
+    pub refresh_timeout: Option<Duration>,
+    /// The camera's ONVIF device service (`http://host[:port]/path`, no
+    /// credentials: the camera's are used), to ask for a keyframe with
+    /// SetSynchronizationPoint when RTCP PLI/FIR is ignored.
+    pub onvif_url: Option<Url>,
+    /// `[camera.faults]`: faults the simulator injects; only for `sim://`
+    /// cameras, `None` when the table is absent.
+    pub faults: Option<crate::sim::faults::Faults>,
+}
+
+impl CameraConfig {
+    /// The reorder cache to use: `network_cache_ms` when set, else
+    /// [`AUTO_NETWORK_CACHE_UDP`] when the session runs over UDP and zero
+    /// over TCP (which never reorders).
+    pub fn network_cache(&self, over_udp: bool) -> Duration {
+        match self.network_cache_ms {
+            Some(ms) => Duration::from_millis(u64::from(ms)),
+            None if over_udp => AUTO_NETWORK_CACHE_UDP,
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The keyframe refresh timeout to use: `refresh_timeout` when set,
+    /// else twice the measured GOP duration (when known), at least
+    /// [`AUTO_REFRESH_TIMEOUT_MIN`].
+    pub fn refresh_timeout_for(&self, gop: Option<Duration>) -> Duration {
+        self.refresh_timeout.unwrap_or_else(|| {
+            gop.map_or(AUTO_REFRESH_TIMEOUT_MIN, |g| {
+                g.saturating_mul(2).max(AUTO_REFRESH_TIMEOUT_MIN)
+            })
+        })
+    }
 }
 
 impl fmt::Debug for CameraConfig {
@@ -138,6 +218,12 @@ impl fmt::Debug for CameraConfig {
             rtp_out,
             rtp_payload_size,
             line,
+            network_cache_ms,
+            socket_buffer_bytes,
+            on_damage,
+            refresh_timeout,
+            onvif_url,
+            faults,
         } = self;
         let credentials = credentials.as_ref().map(|(user, _)| (user, "***"));
         f.debug_struct("CameraConfig")
@@ -149,6 +235,12 @@ impl fmt::Debug for CameraConfig {
             .field("rtp_out", rtp_out)
             .field("rtp_payload_size", rtp_payload_size)
             .field("line", line)
+            .field("network_cache_ms", network_cache_ms)
+            .field("socket_buffer_bytes", socket_buffer_bytes)
+            .field("on_damage", on_damage)
+            .field("refresh_timeout", refresh_timeout)
+            .field("onvif_url", &onvif_url.as_ref().map(Url::as_str))
+            .field("faults", faults)
             .finish()
     }
 }
@@ -165,6 +257,19 @@ pub const DEFAULT_RTP_PAYLOAD_SIZE: usize = 1200;
 /// Allowed `rtp_payload_size`: below 200 the header overhead dominates; 1460
 /// plus RTP (12), UDP (8) and IPv4 (20) headers is a full 1500-byte MTU.
 pub const RTP_PAYLOAD_SIZE_RANGE: std::ops::RangeInclusive<usize> = 200..=1460;
+/// Allowed `network_cache_ms`.
+pub const NETWORK_CACHE_MS_RANGE: std::ops::RangeInclusive<u32> = 0..=10_000;
+/// The reorder cache over UDP when `network_cache_ms` is not set.
+pub const AUTO_NETWORK_CACHE_UDP: Duration = Duration::from_millis(200);
+/// `socket_buffer_bytes` when neither the camera nor `[defaults]` sets it:
+/// 2 MiB, about a second of a 16 Mbit/s stream.
+pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 2 * 1024 * 1024;
+/// Allowed `socket_buffer_bytes`: 64 KiB to 64 MiB.
+pub const SOCKET_BUFFER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 65_536..=67_108_864;
+/// Allowed `refresh_timeout`, in seconds.
+pub const REFRESH_TIMEOUT_RANGE_S: std::ops::RangeInclusive<f64> = 1.0..=600.0;
+/// The shortest automatic refresh timeout.
+pub const AUTO_REFRESH_TIMEOUT_MIN: Duration = Duration::from_secs(4);
 
 impl Config {
     /// The file `camgate` reads when no path is given: `cameras.toml` in the

@@ -2,10 +2,13 @@
 //! span so that validation can name a line. Also turns toml's errors into
 //! messages that say which table and field they are about.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::TransportMode;
+use super::{OnDamage, TransportMode};
 
 /// The top level of `cameras.toml`.
 #[derive(Deserialize)]
@@ -36,6 +39,14 @@ pub(super) struct RawDefaults {
     pub transport: Option<Spanned<TransportMode>>,
     /// Range-checked later, so a wrong value gets our message, not serde's.
     pub rtp_payload_size: Option<Spanned<i64>>,
+    /// Milliseconds; range-checked later.
+    pub network_cache_ms: Option<Spanned<i64>>,
+    /// Bytes; range-checked later.
+    pub socket_buffer_bytes: Option<Spanned<i64>>,
+    /// What to do with damaged pictures.
+    pub on_damage: Option<Spanned<OnDamage>>,
+    /// Seconds; range-checked later.
+    pub refresh_timeout: Option<Spanned<Number>>,
 }
 
 /// One `[[camera]]`.
@@ -58,9 +69,70 @@ pub(super) struct RawCamera {
     pub password_env: Option<Spanned<String>>,
     /// Overrides `[defaults] rtp_payload_size`.
     pub rtp_payload_size: Option<Spanned<i64>>,
+    /// Overrides `[defaults] network_cache_ms`.
+    pub network_cache_ms: Option<Spanned<i64>>,
+    /// Overrides `[defaults] socket_buffer_bytes`.
+    pub socket_buffer_bytes: Option<Spanned<i64>>,
+    /// Overrides `[defaults] on_damage`.
+    pub on_damage: Option<Spanned<OnDamage>>,
+    /// Overrides `[defaults] refresh_timeout`.
+    pub refresh_timeout: Option<Spanned<Number>>,
+    /// ONVIF device service URL; checked later.
+    pub onvif_url: Option<Spanned<String>>,
     /// `[[camera.rtp_out]]`.
     #[serde(default)]
     pub rtp_out: Vec<Spanned<RawRtpOut>>,
+    /// `[camera.faults]`; only for `sim://` cameras.
+    pub faults: Option<Spanned<RawFaults>>,
+}
+
+/// `[camera.faults]`: every key optional, each overriding
+/// `Faults::default()`. Ranges are checked later.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFaults {
+    pub seed: Option<Spanned<i64>>,
+    pub truncate: Option<Spanned<Number>>,
+    pub truncate_resend: Option<Spanned<Number>>,
+    pub garbage: Option<Spanned<Number>>,
+    pub udp_loss: Option<Spanned<Number>>,
+    pub udp_reorder: Option<Spanned<Number>>,
+    pub udp_duplicate: Option<Spanned<Number>>,
+    pub stall_every_s: Option<Spanned<Number>>,
+    pub ssrc_change_every_s: Option<Spanned<Number>>,
+    pub timestamp_jump_every_s: Option<Spanned<Number>>,
+    pub reboot_every_s: Option<Spanned<Number>>,
+    pub stall_ms: Option<Spanned<i64>>,
+    pub sprop_only: Option<bool>,
+    pub honour_pli: Option<bool>,
+}
+
+/// A TOML integer or float, as `f64` (`refresh_timeout = 5` and `= 2.5`
+/// both work). Not necessarily finite: TOML has `inf` and `nan`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl Visitor<'_> for NumberVisitor {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number (integer or float)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                // Exact for every value a range check can accept.
+                Ok(Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
 }
 
 /// One `[[camera.rtp_out]]`.
@@ -131,11 +203,19 @@ fn keys_of(err: &toml::de::Error) -> Vec<String> {
 }
 
 /// Where a table path is, as written in the file: "in [server]",
-/// "in [[camera]]", "in [[camera.rtp_out]]", or "at the top level".
+/// "in [[camera]]", "in [[camera.rtp_out]]", "in [camera.faults]", or "at
+/// the top level".
 fn section(keys: &[String]) -> String {
-    match keys.first().map(String::as_str) {
-        None => "at the top level".to_owned(),
-        Some("camera") => format!("in [[{}]]", keys.join(".")),
-        Some(_) => format!("in [{}]", keys.join(".")),
+    /// The arrays of tables of the schema.
+    const ARRAYS: [&[&str]; 2] = [&["camera"], &["camera", "rtp_out"]];
+    if keys.is_empty() {
+        "at the top level".to_owned()
+    } else if ARRAYS
+        .iter()
+        .any(|a| keys.iter().map(String::as_str).eq(a.iter().copied()))
+    {
+        format!("in [[{}]]", keys.join("."))
+    } else {
+        format!("in [{}]", keys.join("."))
     }
 }

@@ -2,9 +2,11 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::validate;
-use super::{Config, ConfigError, TransportMode};
+use super::{Config, ConfigError, OnDamage, TransportMode};
+use crate::sim::faults::Faults;
 
 const FILE: &str = "cameras.toml";
 
@@ -200,7 +202,8 @@ fn unknown_fields() {
     assert_err(
         "[defaults]\nenabled = false\n",
         2,
-        &["unknown field `enabled` in [defaults], expected `transport` or `rtp_payload_size`"],
+        &["unknown field `enabled` in [defaults], expected one of `transport`, `rtp_payload_size`, \
+           `network_cache_ms`, `socket_buffer_bytes`, `on_damage`, `refresh_timeout`"],
     );
     assert_err(
         "[[camera]]\nid = \"a\"\nurl = \"sim://a\"\n\ntrasport = \"udp\"\n",
@@ -679,6 +682,536 @@ fn truncated_input_never_panics() {
         if let Err(ConfigError::Invalid { line, message, .. }) = parse(text) {
             assert!(line <= text.lines().count() + 1, "line {line} for {text:?}");
             assert!(!message.contains("s3cret"), "{message}");
+        }
+    }
+}
+
+// ---- network_cache_ms, socket_buffer_bytes, on_damage, refresh_timeout,
+// ---- onvif_url and [camera.faults]
+
+/// A camera "lobby" with `url` and the extra `lines` (each ending in a
+/// newline); the first extra line is line 4.
+fn cam_with(url: &str, lines: &str) -> String {
+    format!("{}{lines}", with_url(url))
+}
+
+#[test]
+fn new_keys_builtin_defaults() {
+    let c = ok(&with_url("sim://a"));
+    let a = &c.cameras[0];
+    assert_eq!(a.network_cache_ms, None);
+    assert_eq!(a.socket_buffer_bytes, 2_097_152);
+    assert_eq!(a.socket_buffer_bytes, super::DEFAULT_SOCKET_BUFFER_BYTES);
+    assert_eq!(a.on_damage, OnDamage::DropUntilKeyframe);
+    assert_eq!(a.refresh_timeout, None);
+    assert_eq!(a.onvif_url, None);
+    assert_eq!(a.faults, None);
+    // An empty [defaults] changes nothing.
+    let mut c = ok(&format!("[defaults]\n{}", with_url("sim://a")));
+    c.cameras[0].line -= 1;
+    assert_eq!(c.cameras[0], *a);
+}
+
+#[test]
+fn new_keys_valid() {
+    let c = ok(&cam_with(
+        "rtsp://192.0.2.10/ch1",
+        "network_cache_ms = 350\nsocket_buffer_bytes = 8388608\non_damage = \"forward\"\n\
+         refresh_timeout = 2.5\nonvif_url = \"http://192.0.2.10/onvif/device_service\"\n",
+    ));
+    let a = &c.cameras[0];
+    assert_eq!(a.network_cache_ms, Some(350));
+    assert_eq!(a.socket_buffer_bytes, 8_388_608);
+    assert_eq!(a.on_damage, OnDamage::Forward);
+    assert_eq!(a.refresh_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(
+        a.onvif_url.as_ref().map(url::Url::as_str),
+        Some("http://192.0.2.10/onvif/device_service")
+    );
+    // Integers work for refresh_timeout too.
+    let c = ok(&cam_with("sim://a", "refresh_timeout = 10\n"));
+    assert_eq!(c.cameras[0].refresh_timeout, Some(Duration::from_secs(10)));
+    let c = ok(&cam_with(
+        "sim://a",
+        "on_damage = \"drop-until-keyframe\"\n",
+    ));
+    assert_eq!(c.cameras[0].on_damage, OnDamage::DropUntilKeyframe);
+}
+
+#[test]
+fn new_defaults_applied_and_overridden() {
+    let c = ok(r#"
+[defaults]
+network_cache_ms = 500
+socket_buffer_bytes = 65536
+on_damage = "forward"
+refresh_timeout = 8
+
+[[camera]]
+id = "a"
+url = "sim://a"
+
+[[camera]]
+id = "b"
+url = "sim://b"
+network_cache_ms = 0
+socket_buffer_bytes = 67108864
+on_damage = "drop-until-keyframe"
+refresh_timeout = 1.5
+"#);
+    let a = &c.cameras[0];
+    assert_eq!(a.network_cache_ms, Some(500));
+    assert_eq!(a.socket_buffer_bytes, 65_536);
+    assert_eq!(a.on_damage, OnDamage::Forward);
+    assert_eq!(a.refresh_timeout, Some(Duration::from_secs(8)));
+    let b = &c.cameras[1];
+    assert_eq!(b.network_cache_ms, Some(0));
+    assert_eq!(b.socket_buffer_bytes, 67_108_864);
+    assert_eq!(b.on_damage, OnDamage::DropUntilKeyframe);
+    assert_eq!(b.refresh_timeout, Some(Duration::from_millis(1500)));
+}
+
+#[test]
+fn network_cache_ms_range() {
+    let cam = |v: &str| cam_with("sim://a", &format!("network_cache_ms = {v}\n"));
+    assert_eq!(ok(&cam("0")).cameras[0].network_cache_ms, Some(0));
+    assert_eq!(ok(&cam("10000")).cameras[0].network_cache_ms, Some(10_000));
+    assert_err(
+        &cam("10001"),
+        4,
+        &["camera \"lobby\": field `network_cache_ms`: 10001 is out of range 0..=10000"],
+    );
+    assert_err(&cam("-1"), 4, &["-1 is out of range 0..=10000"]);
+    assert_err(
+        &cam("\"200ms\""),
+        4,
+        &["field `network_cache_ms` in [[camera]]: invalid type: string \"200ms\""],
+    );
+    assert_err(&cam("1.5"), 4, &["field `network_cache_ms` in [[camera]]"]);
+    assert_err(
+        "[defaults]\n\nnetwork_cache_ms = 20000\n",
+        3,
+        &["[defaults] field `network_cache_ms`: 20000 is out of range 0..=10000"],
+    );
+    assert_err(
+        "[defaults]\nnetwork_cache_ms = true\n",
+        2,
+        &["field `network_cache_ms` in [defaults]: invalid type: boolean"],
+    );
+}
+
+#[test]
+fn socket_buffer_bytes_range() {
+    let cam = |v: &str| cam_with("sim://a", &format!("\nsocket_buffer_bytes = {v}\n"));
+    assert_eq!(ok(&cam("65536")).cameras[0].socket_buffer_bytes, 65_536);
+    assert_eq!(
+        ok(&cam("67_108_864")).cameras[0].socket_buffer_bytes,
+        67_108_864
+    );
+    assert_err(
+        &cam("65535"),
+        5,
+        &["camera \"lobby\": field `socket_buffer_bytes`: 65535 is out of range 65536..=67108864"],
+    );
+    assert_err(&cam("67108865"), 5, &["67108865 is out of range"]);
+    assert_err(&cam("-2097152"), 5, &["-2097152 is out of range"]);
+    assert_err(
+        &cam("\"2M\""),
+        5,
+        &["field `socket_buffer_bytes` in [[camera]]: invalid type: string"],
+    );
+    assert_err(
+        "[defaults]\nsocket_buffer_bytes = 1024\n",
+        2,
+        &["[defaults] field `socket_buffer_bytes`: 1024 is out of range 65536..=67108864"],
+    );
+}
+
+#[test]
+fn on_damage_values() {
+    let cam = |v: &str| cam_with("sim://a", &format!("on_damage = {v}\n"));
+    assert_err(
+        &cam("\"drop\""),
+        4,
+        &["field `on_damage` in [[camera]]: unknown variant `drop`, expected `drop-until-keyframe` or `forward`"],
+    );
+    // The Rust spelling is not the file's.
+    assert_err(&cam("\"DropUntilKeyframe\""), 4, &["unknown variant"]);
+    assert_err(
+        &cam("1"),
+        4,
+        &["field `on_damage` in [[camera]]: wanted string"],
+    );
+    assert_err(
+        "[defaults]\non_damage = \"ignore\"\n",
+        2,
+        &["field `on_damage` in [defaults]: unknown variant `ignore`"],
+    );
+    assert_eq!(OnDamage::default(), OnDamage::DropUntilKeyframe);
+    assert_eq!(OnDamage::DropUntilKeyframe.as_str(), "drop-until-keyframe");
+    assert_eq!(OnDamage::Forward.to_string(), "forward");
+}
+
+#[test]
+fn refresh_timeout_range() {
+    let cam = |v: &str| cam_with("sim://a", &format!("refresh_timeout = {v}\n"));
+    assert_eq!(
+        ok(&cam("1")).cameras[0].refresh_timeout,
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        ok(&cam("600.0")).cameras[0].refresh_timeout,
+        Some(Duration::from_secs(600))
+    );
+    assert_err(
+        &cam("0.5"),
+        4,
+        &["camera \"lobby\": field `refresh_timeout`: 0.5 is out of range 1..=600 (seconds)"],
+    );
+    assert_err(&cam("601"), 4, &["601 is out of range 1..=600"]);
+    assert_err(&cam("0"), 4, &["0 is out of range"]);
+    assert_err(&cam("-5"), 4, &["-5 is out of range"]);
+    assert_err(&cam("nan"), 4, &["NaN is out of range"]);
+    assert_err(&cam("inf"), 4, &["inf is out of range"]);
+    assert_err(
+        &cam("\"5s\""),
+        4,
+        &["field `refresh_timeout` in [[camera]]: invalid type: string \"5s\", expected a number (integer or float)"],
+    );
+    assert_err(
+        "[defaults]\n\n\nrefresh_timeout = 1000\n",
+        4,
+        &["[defaults] field `refresh_timeout`: 1000 is out of range 1..=600"],
+    );
+}
+
+#[test]
+fn automatic_values() {
+    let mut a = ok(&with_url("sim://a")).cameras.remove(0);
+    assert_eq!(a.network_cache(true), Duration::from_millis(200));
+    assert_eq!(a.network_cache(false), Duration::ZERO);
+    a.network_cache_ms = Some(50);
+    assert_eq!(a.network_cache(false), Duration::from_millis(50));
+    assert_eq!(a.network_cache(true), Duration::from_millis(50));
+
+    let s = Duration::from_secs;
+    assert_eq!(a.refresh_timeout_for(None), s(4));
+    assert_eq!(a.refresh_timeout_for(Some(s(1))), s(4));
+    assert_eq!(a.refresh_timeout_for(Some(s(5))), s(10));
+    a.refresh_timeout = Some(s(3));
+    assert_eq!(a.refresh_timeout_for(Some(s(5))), s(3));
+}
+
+#[test]
+fn onvif_urls() {
+    let cam = |u: &str| cam_with("rtsp://cam/x", &format!("\nonvif_url = \"{u}\"\n"));
+    let c = ok(&cam("http://192.0.2.10:8080/onvif/device_service"));
+    assert_eq!(
+        c.cameras[0].onvif_url.as_ref().unwrap().as_str(),
+        "http://192.0.2.10:8080/onvif/device_service"
+    );
+    let (line, message) = err(&cam("https://192.0.2.10/onvif/device_service"));
+    assert_eq!(line, 5);
+    assert_eq!(
+        message,
+        "camera \"lobby\": field `onvif_url`: https:// is not supported yet (use http://)"
+    );
+    assert_err(
+        &cam("rtsp://192.0.2.10/onvif"),
+        5,
+        &["field `onvif_url`: scheme \"rtsp\" is not supported (use http://)"],
+    );
+    assert_err(
+        &cam("http://admin:s3cret@192.0.2.10/onvif/device_service"),
+        5,
+        &["field `onvif_url`: must not contain credentials; ONVIF requests use the camera's user name and password"],
+    );
+    assert_err(&cam("http://admin@192.0.2.10/onvif"), 5, &["credentials"]);
+    assert_err(&cam("http://:s3cret@192.0.2.10/onvif"), 5, &["credentials"]);
+    assert_err(
+        &cam("http://"),
+        5,
+        &["field `onvif_url`: not a valid URL (empty host)"],
+    );
+    assert_err(&cam("/onvif/device_service"), 5, &["not a valid URL"]);
+    assert_err(&cam("unix:/run/onvif"), 5, &["scheme \"unix\""]);
+    assert_err(
+        &cam_with("rtsp://cam/x", "onvif_url = 80\n"),
+        4,
+        &["field `onvif_url` in [[camera]]: invalid type: integer"],
+    );
+    // Per camera only.
+    assert_err(
+        "[defaults]\nonvif_url = \"http://192.0.2.10/\"\n",
+        2,
+        &["unknown field `onvif_url` in [defaults]"],
+    );
+    // Checked on disabled cameras too.
+    assert_err(
+        &cam_with(
+            "rtsp://cam/x",
+            "enabled = false\nonvif_url = \"https://h/\"\n",
+        ),
+        5,
+        &["https:// is not supported yet"],
+    );
+}
+
+#[test]
+fn faults_flaky_example() {
+    let c = ok(r#"
+[[camera]]
+id = "flaky"
+url = "sim://flaky"
+on_damage = "drop-until-keyframe"
+[camera.faults]
+seed = 7
+truncate = 0.02
+"#);
+    let flaky = &c.cameras[0];
+    assert_eq!(flaky.on_damage, OnDamage::DropUntilKeyframe);
+    assert_eq!(
+        flaky.faults,
+        Some(Faults {
+            seed: 7,
+            truncate: 0.02,
+            ..Faults::default()
+        })
+    );
+}
+
+#[test]
+fn faults_every_key() {
+    let c = ok(r#"[[camera]]
+id = "sim"
+url = "sim://lobby"
+
+[camera.faults]
+seed = 0
+truncate = 0.1
+truncate_resend = 0.2
+garbage = 0.3
+udp_loss = 0.4
+udp_reorder = 1
+udp_duplicate = 0
+stall_every_s = 30
+stall_ms = 60000
+ssrc_change_every_s = 12.5
+timestamp_jump_every_s = 0.5
+reboot_every_s = 600
+sprop_only = true
+honour_pli = false
+
+[[camera.rtp_out]]
+destination = "127.0.0.1:5004"
+"#);
+    let sim = &c.cameras[0];
+    assert_eq!(
+        sim.faults,
+        Some(Faults {
+            seed: 0,
+            truncate: 0.1,
+            truncate_resend: 0.2,
+            garbage: 0.3,
+            stall_every_s: 30.0,
+            stall_ms: 60_000,
+            udp_loss: 0.4,
+            udp_reorder: 1.0,
+            udp_duplicate: 0.0,
+            ssrc_change_every_s: 12.5,
+            timestamp_jump_every_s: 0.5,
+            reboot_every_s: 600.0,
+            sprop_only: true,
+            honour_pli: false,
+        })
+    );
+    assert_eq!(
+        sim.rtp_out.len(),
+        1,
+        "tables after [camera.faults] still count"
+    );
+
+    // An empty table is the defaults; so is the inline form.
+    let c = ok(&cam_with("sim://a", "[camera.faults]\n"));
+    assert_eq!(c.cameras[0].faults, Some(Faults::default()));
+    let c = ok(&cam_with("sim://a", "faults = { udp_loss = 0.5 }\n"));
+    assert_eq!(
+        c.cameras[0].faults,
+        Some(Faults {
+            udp_loss: 0.5,
+            ..Faults::default()
+        })
+    );
+    // Only the camera whose table it is.
+    let c = ok(&format!(
+        "{}[camera.faults]\nseed = 3\n[[camera]]\nid = \"b\"\nurl = \"sim://b\"\n",
+        with_url("sim://a")
+    ));
+    assert_eq!(c.cameras[0].faults.as_ref().map(|f| f.seed), Some(3));
+    assert_eq!(c.cameras[1].faults, None);
+}
+
+#[test]
+fn faults_need_a_sim_camera() {
+    let (line, message) = err(&cam_with(
+        "rtsp://192.0.2.10/ch1",
+        "\n[camera.faults]\nseed = 7\n",
+    ));
+    assert_eq!(line, 5, "the line of the [camera.faults] header");
+    assert_eq!(
+        message,
+        "camera \"lobby\": [camera.faults] needs a sim:// camera; this one's url (line 3) is rtsp://"
+    );
+    // Inline form: the line of the table.
+    assert_err(
+        &cam_with("rtsp://192.0.2.10/ch1", "faults = {}\n"),
+        4,
+        &["[camera.faults] needs a sim:// camera"],
+    );
+    // A disabled camera too, and the credentials stay out of the message.
+    assert_err(
+        &cam_with(
+            "rtsp://admin:s3cret@192.0.2.10/ch1",
+            "enabled = false\n[camera.faults]\n",
+        ),
+        5,
+        &["needs a sim:// camera"],
+    );
+    // Not a [defaults] key.
+    assert_err(
+        "[defaults]\n[defaults.faults]\nseed = 1\n",
+        2,
+        &["unknown field `faults` in [defaults]"],
+    );
+}
+
+#[test]
+fn faults_errors() {
+    let f = |lines: &str| cam_with("sim://a", &format!("[camera.faults]\nseed = 1\n{lines}"));
+    // Line 6 is the first of `lines`.
+    assert_err(
+        &f("truncte = 0.1\n"),
+        6,
+        &["unknown field `truncte` in [camera.faults], expected one of `seed`, `truncate`,"],
+    );
+    for key in [
+        "truncate",
+        "truncate_resend",
+        "garbage",
+        "udp_loss",
+        "udp_reorder",
+        "udp_duplicate",
+    ] {
+        let ok_text = f(&format!("{key} = 1.0\n"));
+        ok(&ok_text);
+        assert_err(
+            &f(&format!("{key} = 1.5\n")),
+            6,
+            &[&format!(
+                "camera \"lobby\": [camera.faults] field `{key}`: 1.5 is out of range 0.0..=1.0 (a probability)"
+            )],
+        );
+        assert_err(&f(&format!("{key} = -0.1\n")), 6, &["-0.1 is out of range"]);
+        assert_err(&f(&format!("{key} = nan\n")), 6, &["NaN is out of range"]);
+        assert_err(
+            &f(&format!("{key} = \"5%\"\n")),
+            6,
+            &[&format!(
+                "field `{key}` in [camera.faults]: invalid type: string \"5%\", expected a number"
+            )],
+        );
+    }
+    for key in [
+        "stall_every_s",
+        "ssrc_change_every_s",
+        "timestamp_jump_every_s",
+        "reboot_every_s",
+    ] {
+        ok(&f(&format!("{key} = 0\n")));
+        ok(&f(&format!("{key} = 86400.5\n")));
+        assert_err(
+            &f(&format!("{key} = -1\n")),
+            6,
+            &[&format!(
+                "[camera.faults] field `{key}`: -1 is not a period in seconds (0 for never"
+            )],
+        );
+        assert_err(&f(&format!("{key} = inf\n")), 6, &["inf is not a period"]);
+        assert_err(
+            &f(&format!("{key} = true\n")),
+            6,
+            &[&format!(
+                "field `{key}` in [camera.faults]: invalid type: boolean"
+            )],
+        );
+    }
+    assert_err(
+        &f("stall_ms = 60001\n"),
+        6,
+        &["[camera.faults] field `stall_ms`: 60001 is out of range 0..=60000"],
+    );
+    assert_err(&f("stall_ms = -1\n"), 6, &["-1 is out of range 0..=60000"]);
+    assert_err(
+        &f("stall_ms = 1.5\n"),
+        6,
+        &["field `stall_ms` in [camera.faults]: invalid type: floating point"],
+    );
+    assert_err(
+        &cam_with("sim://a", "[camera.faults]\n\nseed = -1\n"),
+        6,
+        &["[camera.faults] field `seed`: -1 is out of range 0..="],
+    );
+    assert_err(
+        &cam_with("sim://a", "[camera.faults]\nseed = \"7\"\n"),
+        5,
+        &["field `seed` in [camera.faults]: invalid type: string"],
+    );
+    for key in ["sprop_only", "honour_pli"] {
+        assert_err(
+            &f(&format!("{key} = \"yes\"\n")),
+            6,
+            &[&format!(
+                "field `{key}` in [camera.faults]: invalid type: string \"yes\", expected a boolean"
+            )],
+        );
+    }
+    assert_err(&f("seed = 2\n"), 6, &["duplicate key `seed`"]);
+    // A second [camera.faults] for the same camera.
+    assert_err(
+        &cam_with("sim://a", "[camera.faults]\n[camera.faults]\n"),
+        5,
+        &["duplicate key"],
+    );
+}
+
+#[test]
+fn debug_shows_new_fields() {
+    let c = ok(&cam_with(
+        "sim://a",
+        "username = \"u\"\npassword = \"s3cret\"\nonvif_url = \"http://192.0.2.10/onvif/device_service\"\n\
+         [camera.faults]\nseed = 9\n",
+    ));
+    let shown = format!("{:?}", c.cameras[0]);
+    for part in [
+        "network_cache_ms: None",
+        "socket_buffer_bytes: 2097152",
+        "on_damage: DropUntilKeyframe",
+        "refresh_timeout: None",
+        "onvif_url: Some(\"http://192.0.2.10/onvif/device_service\")",
+        "seed: 9",
+    ] {
+        assert!(shown.contains(part), "{part:?} not in {shown}");
+    }
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+#[test]
+fn truncated_new_keys_never_panic() {
+    let text = "[defaults]\nnetwork_cache_ms = 300\nsocket_buffer_bytes = 4194304\non_damage = \"forward\"\nrefresh_timeout = 2.5\n\n[[camera]]\nid = \"a\"\nurl = \"sim://a\"\nonvif_url = \"http://192.0.2.10/onvif/device_service\"\n[camera.faults]\nseed = 7\ntruncate = 0.02\nstall_every_s = 30\nstall_ms = 500\nhonour_pli = false\n";
+    ok(text);
+    for end in 0..=text.len() {
+        if let Err(ConfigError::Invalid { line, .. }) = parse(&text[..end]) {
+            assert!(line <= text[..end].lines().count() + 1, "line {line}");
         }
     }
 }

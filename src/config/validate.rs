@@ -6,15 +6,19 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use toml::Spanned;
 use url::Url;
 
-use super::raw::{self, RawCamera, RawFile, RawRtpOut};
+use super::raw::{self, Number, RawCamera, RawDefaults, RawFaults, RawFile, RawRtpOut};
 use super::{
-    CameraConfig, Config, ConfigError, RtpOut, ServerConfig, TransportMode, DEFAULT_LISTEN,
-    DEFAULT_RTP_PAYLOAD_SIZE, DEFAULT_TRANSPORT, RTP_PAYLOAD_SIZE_RANGE,
+    CameraConfig, Config, ConfigError, OnDamage, RtpOut, ServerConfig, TransportMode,
+    DEFAULT_LISTEN, DEFAULT_RTP_PAYLOAD_SIZE, DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRANSPORT,
+    NETWORK_CACHE_MS_RANGE, REFRESH_TIMEOUT_RANGE_S, RTP_PAYLOAD_SIZE_RANGE,
+    SOCKET_BUFFER_BYTES_RANGE,
 };
+use crate::sim::faults::Faults;
 
 /// Reads an environment variable; a parameter so tests need not touch the
 /// process environment.
@@ -24,6 +28,8 @@ pub(super) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 const MAX_ID_LEN: usize = 64;
 /// Allowed multicast TTL.
 const TTL_RANGE: RangeInclusive<i64> = 1..=255;
+/// Allowed `[camera.faults] stall_ms`.
+const STALL_MS_RANGE: RangeInclusive<i64> = 0..=60_000;
 
 /// Parses and validates `text`; `file` names it in errors.
 pub(super) fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
@@ -38,18 +44,10 @@ pub(super) fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config
         None => DEFAULT_LISTEN,
     };
 
-    let mut defaults = Defaults {
-        transport: DEFAULT_TRANSPORT,
-        rtp_payload_size: DEFAULT_RTP_PAYLOAD_SIZE,
+    let defaults = match raw.defaults.map(Spanned::into_inner) {
+        Some(d) => defaults(&d, &src)?,
+        None => Defaults::builtin(),
     };
-    if let Some(d) = raw.defaults.map(Spanned::into_inner) {
-        if let Some(t) = d.transport {
-            defaults.transport = *t.get_ref();
-        }
-        if let Some(size) = &d.rtp_payload_size {
-            defaults.rtp_payload_size = payload_size(size, "[defaults] ", &src)?;
-        }
-    }
 
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut ports: HashMap<SocketAddr, PortUse> = HashMap::new();
@@ -109,6 +107,56 @@ impl Source<'_> {
 struct Defaults {
     transport: TransportMode,
     rtp_payload_size: usize,
+    network_cache_ms: Option<u32>,
+    socket_buffer_bytes: usize,
+    on_damage: OnDamage,
+    refresh_timeout: Option<Duration>,
+}
+
+impl Defaults {
+    /// The values used when `[defaults]` does not set them.
+    fn builtin() -> Defaults {
+        Defaults {
+            transport: DEFAULT_TRANSPORT,
+            rtp_payload_size: DEFAULT_RTP_PAYLOAD_SIZE,
+            network_cache_ms: None,
+            socket_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            on_damage: OnDamage::default(),
+            refresh_timeout: None,
+        }
+    }
+}
+
+/// Checks `[defaults]` and fills in what it does not set.
+fn defaults(d: &RawDefaults, src: &Source<'_>) -> Result<Defaults, ConfigError> {
+    let who = "[defaults] ";
+    let builtin = Defaults::builtin();
+    Ok(Defaults {
+        transport: d
+            .transport
+            .as_ref()
+            .map_or(builtin.transport, |t| *t.get_ref()),
+        rtp_payload_size: match &d.rtp_payload_size {
+            Some(size) => payload_size(size, who, src)?,
+            None => builtin.rtp_payload_size,
+        },
+        network_cache_ms: match &d.network_cache_ms {
+            Some(v) => Some(network_cache_ms(v, who, src)?),
+            None => builtin.network_cache_ms,
+        },
+        socket_buffer_bytes: match &d.socket_buffer_bytes {
+            Some(v) => socket_buffer_bytes(v, who, src)?,
+            None => builtin.socket_buffer_bytes,
+        },
+        on_damage: d
+            .on_damage
+            .as_ref()
+            .map_or(builtin.on_damage, |o| *o.get_ref()),
+        refresh_timeout: match &d.refresh_timeout {
+            Some(v) => Some(refresh_timeout(v, who, src)?),
+            None => builtin.refresh_timeout,
+        },
+    })
 }
 
 /// Which `rtp_out` already sends to a port, for collision messages.
@@ -141,6 +189,182 @@ fn payload_size(value: &Spanned<i64>, who: &str, src: &Source<'_>) -> Result<usi
             );
             src.field(value, who, "rtp_payload_size", &what)
         })
+}
+
+/// An integer `field` that must lie in `range`, converted to `T` (which
+/// holds every value of `range`).
+fn int_in<T: TryFrom<i64>>(
+    value: &Spanned<i64>,
+    range: &RangeInclusive<i64>,
+    who: &str,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<T, ConfigError> {
+    let v = *value.get_ref();
+    Some(v)
+        .filter(|v| range.contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| {
+            let what = format!("{v} is out of range {}..={}", range.start(), range.end());
+            src.field(value, who, field, &what)
+        })
+}
+
+/// A number `field` (integer or float) for which `ok` holds; otherwise an
+/// error saying "VALUE `rule`". NaN never passes a range check.
+fn number_where(
+    value: &Spanned<Number>,
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+    who: &str,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<f64, ConfigError> {
+    let v = value.get_ref().0;
+    if ok(v) {
+        Ok(v)
+    } else {
+        Err(src.field(value, who, field, &format!("{v} {rule}")))
+    }
+}
+
+/// A probability, 0.0..=1.0.
+fn probability(
+    value: &Spanned<Number>,
+    who: &str,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<f64, ConfigError> {
+    let rule = "is out of range 0.0..=1.0 (a probability)";
+    number_where(value, |v| (0.0..=1.0).contains(&v), rule, who, field, src)
+}
+
+/// A period in seconds, 0 meaning never.
+fn period(
+    value: &Spanned<Number>,
+    who: &str,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<f64, ConfigError> {
+    let rule = "is not a period in seconds (0 for never, else a positive finite number)";
+    number_where(value, |v| v.is_finite() && v >= 0.0, rule, who, field, src)
+}
+
+fn network_cache_ms(value: &Spanned<i64>, who: &str, src: &Source<'_>) -> Result<u32, ConfigError> {
+    let range =
+        i64::from(*NETWORK_CACHE_MS_RANGE.start())..=i64::from(*NETWORK_CACHE_MS_RANGE.end());
+    int_in(value, &range, who, "network_cache_ms", src)
+}
+
+fn socket_buffer_bytes(
+    value: &Spanned<i64>,
+    who: &str,
+    src: &Source<'_>,
+) -> Result<usize, ConfigError> {
+    let as_i64 = |v: usize| i64::try_from(v).expect("64 MiB fits i64");
+    let range =
+        as_i64(*SOCKET_BUFFER_BYTES_RANGE.start())..=as_i64(*SOCKET_BUFFER_BYTES_RANGE.end());
+    int_in(value, &range, who, "socket_buffer_bytes", src)
+}
+
+fn refresh_timeout(
+    value: &Spanned<Number>,
+    who: &str,
+    src: &Source<'_>,
+) -> Result<Duration, ConfigError> {
+    let rule = format!(
+        "is out of range {}..={} (seconds)",
+        REFRESH_TIMEOUT_RANGE_S.start(),
+        REFRESH_TIMEOUT_RANGE_S.end()
+    );
+    let ok = |v: f64| REFRESH_TIMEOUT_RANGE_S.contains(&v);
+    let secs = number_where(value, ok, &rule, who, "refresh_timeout", src)?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Checks `onvif_url`: `http://host[:port]/path`, without credentials.
+fn onvif_url(value: &Spanned<String>, who: &str, src: &Source<'_>) -> Result<Url, ConfigError> {
+    let err = |what: &str| src.field(value, who, "onvif_url", what);
+    // url's messages never quote the input, which may hold a password.
+    let url = Url::parse(value.get_ref()).map_err(|e| {
+        err(&format!(
+            "not a valid URL ({e}); expected e.g. http://192.0.2.10/onvif/device_service"
+        ))
+    })?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(err("https:// is not supported yet (use http://)")),
+        other => {
+            return Err(err(&format!(
+                "scheme {other:?} is not supported (use http://)"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(err("http:// URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err(
+            "must not contain credentials; ONVIF requests use the camera's user name and password",
+        ));
+    }
+    Ok(url)
+}
+
+/// Builds `[camera.faults]` from `Faults::default()` and the keys given.
+fn faults(raw: &RawFaults, who: &str, src: &Source<'_>) -> Result<Faults, ConfigError> {
+    let who = format!("{who}[camera.faults] ");
+    let who = who.as_str();
+    let mut f = Faults::default();
+    if let Some(v) = &raw.seed {
+        f.seed = int_in(v, &(0..=i64::MAX), who, "seed", src)?;
+    }
+    let probabilities = [
+        (&raw.truncate, "truncate", &mut f.truncate),
+        (
+            &raw.truncate_resend,
+            "truncate_resend",
+            &mut f.truncate_resend,
+        ),
+        (&raw.garbage, "garbage", &mut f.garbage),
+        (&raw.udp_loss, "udp_loss", &mut f.udp_loss),
+        (&raw.udp_reorder, "udp_reorder", &mut f.udp_reorder),
+        (&raw.udp_duplicate, "udp_duplicate", &mut f.udp_duplicate),
+    ];
+    for (value, field, slot) in probabilities {
+        if let Some(v) = value {
+            *slot = probability(v, who, field, src)?;
+        }
+    }
+    let periods = [
+        (&raw.stall_every_s, "stall_every_s", &mut f.stall_every_s),
+        (
+            &raw.ssrc_change_every_s,
+            "ssrc_change_every_s",
+            &mut f.ssrc_change_every_s,
+        ),
+        (
+            &raw.timestamp_jump_every_s,
+            "timestamp_jump_every_s",
+            &mut f.timestamp_jump_every_s,
+        ),
+        (&raw.reboot_every_s, "reboot_every_s", &mut f.reboot_every_s),
+    ];
+    for (value, field, slot) in periods {
+        if let Some(v) = value {
+            *slot = period(v, who, field, src)?;
+        }
+    }
+    if let Some(v) = &raw.stall_ms {
+        f.stall_ms = int_in(v, &STALL_MS_RANGE, who, "stall_ms", src)?;
+    }
+    if let Some(b) = raw.sprop_only {
+        f.sprop_only = b;
+    }
+    if let Some(b) = raw.honour_pli {
+        f.honour_pli = b;
+    }
+    Ok(f)
 }
 
 /// Checks an id's spelling (not its uniqueness). `n` is the 1-based camera
@@ -184,6 +408,35 @@ fn camera(
         Some(size) => payload_size(size, &who, src)?,
         None => defaults.rtp_payload_size,
     };
+    let network_cache_ms = match &cam.network_cache_ms {
+        Some(v) => Some(network_cache_ms(v, &who, src)?),
+        None => defaults.network_cache_ms,
+    };
+    let socket_buffer_bytes = match &cam.socket_buffer_bytes {
+        Some(v) => socket_buffer_bytes(v, &who, src)?,
+        None => defaults.socket_buffer_bytes,
+    };
+    let refresh_timeout = match &cam.refresh_timeout {
+        Some(v) => Some(refresh_timeout(v, &who, src)?),
+        None => defaults.refresh_timeout,
+    };
+    let onvif_url = cam
+        .onvif_url
+        .as_ref()
+        .map(|u| onvif_url(u, &who, src))
+        .transpose()?;
+    let faults = match &cam.faults {
+        None => None,
+        Some(table) if url.scheme() != "sim" => {
+            let what = format!(
+                "{who}[camera.faults] needs a sim:// camera; this one's url (line {}) is {}://",
+                src.line(cam.url.span().start),
+                url.scheme()
+            );
+            return Err(src.invalid(table.span().start, what));
+        }
+        Some(table) => Some(faults(table.get_ref(), &who, src)?),
+    };
     let enabled = cam.enabled.unwrap_or(true);
     let mut rtp_out = Vec::with_capacity(cam.rtp_out.len());
     for out in &cam.rtp_out {
@@ -211,6 +464,12 @@ fn camera(
         rtp_out,
         rtp_payload_size,
         line,
+        network_cache_ms,
+        socket_buffer_bytes,
+        on_damage: cam.on_damage.map_or(defaults.on_damage, |o| *o.get_ref()),
+        refresh_timeout,
+        onvif_url,
+        faults,
     })
 }
 
