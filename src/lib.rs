@@ -11,6 +11,7 @@ pub mod egress;
 pub mod gateway;
 pub mod h264;
 pub mod http;
+pub mod onvif;
 pub mod probe;
 pub mod redact;
 pub mod rtp;

@@ -57,6 +57,49 @@ enum Command {
         /// Require this password (Digest auth).
         #[arg(long, requires = "username")]
         password: Option<String>,
+        /// Fault seed; each camera uses seed ^ hash(name). A camera URL
+        /// query (?truncate=0.02&seed=7...) overrides any fault flag.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// TCP: probability an RTP packet is cut short for good.
+        #[arg(long, default_value_t = 0.0)]
+        truncate: f64,
+        /// TCP: probability an RTP packet is cut short, then resent whole.
+        #[arg(long, default_value_t = 0.0)]
+        truncate_resend: f64,
+        /// TCP: probability of garbage bytes between two interleaved frames.
+        #[arg(long, default_value_t = 0.0)]
+        garbage: f64,
+        /// Stall every this many seconds (0: never).
+        #[arg(long, default_value_t = 0.0)]
+        stall_every_s: f64,
+        /// Length of a stall in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        stall_ms: u64,
+        /// UDP: probability an RTP packet is lost.
+        #[arg(long, default_value_t = 0.0)]
+        udp_loss: f64,
+        /// UDP: probability an RTP packet comes after the next 1-3.
+        #[arg(long, default_value_t = 0.0)]
+        udp_reorder: f64,
+        /// UDP: probability an RTP packet is sent twice.
+        #[arg(long, default_value_t = 0.0)]
+        udp_duplicate: f64,
+        /// Change the video SSRC every this many seconds (0: never).
+        #[arg(long, default_value_t = 0.0)]
+        ssrc_change_every_s: f64,
+        /// Jump RTP timestamps 10 s forward every this many seconds (0: never).
+        #[arg(long, default_value_t = 0.0)]
+        timestamp_jump_every_s: f64,
+        /// Drop the connection every this many seconds (0: never).
+        #[arg(long, default_value_t = 0.0)]
+        reboot_every_s: f64,
+        /// SPS/PPS only in the SDP, never in band.
+        #[arg(long)]
+        sprop_only: bool,
+        /// Ignore RTCP PLI/FIR keyframe requests.
+        #[arg(long)]
+        no_honour_pli: bool,
     },
 }
 
@@ -98,11 +141,7 @@ fn main() -> ExitCode {
                 transport,
                 seconds,
             } => probe(&url, transport, seconds).await,
-            Command::Sim {
-                listen,
-                username,
-                password,
-            } => sim(listen, username.zip(password)).await,
+            sim_command @ Command::Sim { .. } => sim(sim_command).await,
         }
     })
 }
@@ -191,9 +230,52 @@ async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
     }
 }
 
-async fn sim(listen: SocketAddr, credentials: Option<(String, String)>) -> ExitCode {
+async fn sim(command: Command) -> ExitCode {
+    let Command::Sim {
+        listen,
+        username,
+        password,
+        seed,
+        truncate,
+        truncate_resend,
+        garbage,
+        stall_every_s,
+        stall_ms,
+        udp_loss,
+        udp_reorder,
+        udp_duplicate,
+        ssrc_change_every_s,
+        timestamp_jump_every_s,
+        reboot_every_s,
+        sprop_only,
+        no_honour_pli,
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
+    let faults = camgate::sim::Faults {
+        seed,
+        truncate,
+        truncate_resend,
+        garbage,
+        stall_every_s,
+        stall_ms,
+        udp_loss,
+        udp_reorder,
+        udp_duplicate,
+        ssrc_change_every_s,
+        timestamp_jump_every_s,
+        reboot_every_s,
+        sprop_only,
+        honour_pli: !no_honour_pli,
+    };
+    if let Err(e) = faults.validate() {
+        eprintln!("camgate sim: {e}");
+        return ExitCode::from(2);
+    }
     let options = camgate::sim::SimOptions {
-        credentials,
+        credentials: username.zip(password),
+        faults,
         ..Default::default()
     };
     let server = match camgate::sim::SimServer::bind(listen, options).await {

@@ -3,6 +3,7 @@
 //! each camera's visible state and counters.
 
 pub mod hub;
+mod media;
 pub mod session;
 pub mod stats;
 pub mod supervisor;

@@ -10,18 +10,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::hub::{AudioInfo, AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
+use super::hub::{AudioInfo, Hub, StreamInfo};
+use super::media::{describe_video, MediaPath, MediaSink};
 use super::stats::CameraStats;
-use super::udp::{bind_udp_pair, recv_opt, udp_reader, UdpRole};
+use super::udp::{bind_udp_pair, record_buffer, recv_opt, set_receive_buffer, udp_reader, UdpRole};
 use super::{CameraState, CameraStatus};
-use crate::h264::{AccessUnit, Depacketizer, ParameterSets};
+use crate::h264::repair::OnDamage;
+use crate::h264::ParameterSets;
+use crate::onvif::{OnvifClient, OnvifError};
 use crate::redact::redact_url;
 use crate::rtp::rtcp;
 use crate::rtp::RtpPacket;
@@ -67,6 +70,18 @@ pub struct SessionParams {
     pub media_timeout: Duration,
     /// TCP connect limit.
     pub connect_timeout: Duration,
+    /// Jitter buffer latency; `None`: 200 ms over UDP, 0 over TCP.
+    pub network_cache: Option<Duration>,
+    /// SO_RCVBUF to ask for on the media sockets.
+    pub socket_buffer_bytes: usize,
+    /// What the repair gate does with damaged pictures.
+    pub on_damage: OnDamage,
+    /// How long the picture may stay frozen after damage before the session
+    /// is restarted; `None`: twice the measured GOP, at least 4 s.
+    pub refresh_timeout: Option<Duration>,
+    /// ONVIF client for SetSynchronizationPoint, shared across sessions so
+    /// its discovery is cached.
+    pub onvif: Option<Arc<tokio::sync::Mutex<OnvifClient>>>,
 }
 
 impl SessionParams {
@@ -79,6 +94,11 @@ impl SessionParams {
             udp_probe: None,
             media_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            network_cache: None,
+            socket_buffer_bytes: crate::config::DEFAULT_SOCKET_BUFFER_BYTES,
+            on_damage: OnDamage::default(),
+            refresh_timeout: None,
+            onvif: None,
         }
     }
 }
@@ -107,6 +127,10 @@ pub enum SessionError {
     /// The camera closed the connection.
     #[error("the camera closed the connection")]
     Closed,
+    /// Damaged video and no clean keyframe for too long, despite refresh
+    /// requests: a new session starts with a keyframe.
+    #[error("no clean keyframe within {0:.1} s of damage despite refresh requests; restarting the session")]
+    RefreshTimeout(f64),
     /// Reading or writing the connection failed.
     #[error("connection error: {0}")]
     Io(String),
@@ -136,6 +160,7 @@ impl SessionError {
             SessionError::MediaTimeout(_) => "media_timeout",
             SessionError::NoUdpMedia(_) => "no_udp_media",
             SessionError::Closed => "closed",
+            SessionError::RefreshTimeout(_) => "refresh_timeout",
             SessionError::Io(_) => "io_error",
         }
     }
@@ -179,8 +204,8 @@ pub struct SessionContext<'a> {
 struct MediaStream {
     /// Index in the presentation.
     index: usize,
-    /// Video or audio handling.
-    kind: StreamKind,
+    /// Jitter buffer, depacketizer, analyzer, repair gate.
+    path: MediaPath,
     /// Interleaved channels (TCP).
     channels: Option<(u8, u8)>,
     /// Where to send RTCP (UDP): camera address and its RTCP port.
@@ -188,23 +213,13 @@ struct MediaStream {
     /// Our RTCP socket (UDP).
     rtcp_socket: Option<Arc<UdpSocket>>,
     /// Reception statistics for receiver reports.
-    stats: rtcp::ReceiverStats,
+    rr: rtcp::ReceiverStats,
     /// Clock rate, for jitter.
     clock_rate: u32,
-    /// Last sequence number, for loss counting.
-    last_seq: Option<u16>,
     /// The middle 32 bits of the last SR's NTP time and when it arrived.
     last_sr: Option<(u32, Instant)>,
     /// SSRC from the last packet.
     ssrc: Option<u32>,
-    /// Video parameter sets last published to the hub (from the SDP, then
-    /// from the stream).
-    published_params: Option<ParameterSets>,
-}
-
-enum StreamKind {
-    Video(Box<Depacketizer>),
-    Audio,
 }
 
 /// Runs one session until it ends. Never panics on camera input.
@@ -247,7 +262,31 @@ struct Driver {
     /// RTP packets received in this session (the camera's counters span
     /// sessions).
     rtp_packets: u64,
+    /// A stream asked for a keyframe since the last loop turn.
+    want_refresh: bool,
+    /// When a keyframe was last requested (rate limit).
+    last_refresh: Option<Instant>,
+    /// FIR command sequence number (RFC 5104 4.3.1).
+    fir_seq: u8,
+    /// An ONVIF SetSynchronizationPoint under way.
+    onvif_inflight: Option<OnvifFuture>,
+    /// Framing counters of the client already added to the camera's stats.
+    framing_counted: (u64, u64),
 }
+
+type OnvifFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OnvifError>> + Send>>;
+
+/// Jitter buffer latency over UDP when `network_cache_ms` is not set.
+const DEFAULT_UDP_CACHE: Duration = Duration::from_millis(200);
+/// While the picture stays frozen, the keyframe request is repeated this
+/// often (a request or its answer may be lost).
+const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Fewest time between two keyframe requests: a new damage episode asks at
+/// once unless a request went out this recently.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(50);
+/// Shortest automatic refresh timeout.
+const MIN_REFRESH_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Receiver reports go out this often (some cameras end sessions without).
 const RR_INTERVAL: Duration = Duration::from_secs(5);
@@ -264,7 +303,18 @@ impl Driver {
         let host = params.url.host_str().unwrap_or_default().to_string();
         let port = params.url.port().unwrap_or(554);
         let addr = resolve(&host, port).await?;
-        let tcp = match timeout(params.connect_timeout, TcpStream::connect(addr)).await {
+        // The receive buffer is set before connecting so TCP window scaling
+        // can use it.
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(|e| SessionError::Io(e.to_string()))?;
+        let granted =
+            set_receive_buffer(&socket2::SockRef::from(&socket), params.socket_buffer_bytes);
+        record_buffer(ctx.stats, params.socket_buffer_bytes, granted);
+        let tcp = match timeout(params.connect_timeout, socket.connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 return Err(SessionError::Connect {
@@ -311,6 +361,11 @@ impl Driver {
             playing: false,
             tcp_media_seen: false,
             rtp_packets: 0,
+            want_refresh: false,
+            last_refresh: None,
+            fir_seq: 0,
+            onvif_inflight: None,
+            framing_counted: (0, 0),
         })
     }
 
@@ -351,14 +406,28 @@ impl Driver {
                     (Some(probe), 0) => start + probe,
                     _ => last_media.unwrap_or(start) + params.media_timeout,
                 });
+            // Frozen after damage: keep asking for a keyframe, and restart
+            // the session when none comes in time.
+            let frozen = self.video_damaged_since();
+            let refresh_deadline = frozen.map(|since| since + self.refresh_timeout(params));
+            let reask = frozen.and(self.last_refresh).map(|t| t + REFRESH_INTERVAL);
+            let pending_refresh = self
+                .want_refresh
+                .then(|| self.last_refresh.map(|t| t + MIN_REFRESH_GAP))
+                .flatten();
+            let media_timers = self.streams.iter().filter_map(|s| s.path.poll_timeout());
             let mut deadline = now + Duration::from_secs(1);
             for d in [
                 self.client.poll_timeout(),
                 media_deadline,
                 played_since.map(|_| next_rr),
+                refresh_deadline,
+                reask,
+                pending_refresh,
             ]
             .into_iter()
             .flatten()
+            .chain(media_timers)
             {
                 deadline = deadline.min(d);
             }
@@ -370,9 +439,20 @@ impl Driver {
                 }
                 read = self.reader.read(&mut rbuf) => match read {
                     Ok(0) => return SessionEnd::Failed(SessionError::Closed),
-                    Ok(n) => self.client.handle_input(&rbuf[..n], Instant::now()),
+                    Ok(n) => {
+                        self.client.handle_input(&rbuf[..n], Instant::now());
+                        self.count_framing(ctx);
+                    }
                     Err(e) => return SessionEnd::Failed(SessionError::Io(e.to_string())),
                 },
+                result = onvif_opt(&mut self.onvif_inflight) => {
+                    self.onvif_inflight = None;
+                    CameraStats::add(&ctx.stats.onvif_refresh_requests, 1);
+                    if let Err(e) = result {
+                        CameraStats::add(&ctx.stats.onvif_refresh_errors, 1);
+                        tracing::warn!(error = %e, "ONVIF SetSynchronizationPoint failed");
+                    }
+                }
                 Some((role, data)) = recv_opt(&mut self.udp_rx) => {
                     CameraStats::add(&ctx.stats.bytes_received, data.len() as u64);
                     match role {
@@ -386,6 +466,14 @@ impl Driver {
                 _ = sleep_until(deadline.into()) => {
                     let now = Instant::now();
                     self.client.handle_timeout(now);
+                    self.on_media_timeout(now, ctx);
+                    if refresh_deadline.is_some_and(|d| now >= d) {
+                        let waited = frozen.map(|f| now.duration_since(f).as_secs_f64()).unwrap_or_default();
+                        return self.fail_with_teardown(SessionError::RefreshTimeout(waited)).await;
+                    }
+                    if reask.is_some_and(|d| now >= d) {
+                        self.want_refresh = true;
+                    }
                     if let Some(d) = media_deadline {
                         if now >= d {
                             let err = if params.udp_probe.is_some() && self.rtp_packets == 0 {
@@ -402,6 +490,9 @@ impl Driver {
                     }
                 }
             }
+            if self.want_refresh {
+                self.request_refresh(params, ctx).await;
+            }
             // Interleaved media arrives as client events; note its arrival.
             if self.tcp_media_seen {
                 last_media = Some(Instant::now());
@@ -414,6 +505,38 @@ impl Driver {
 impl Driver {
     fn playing(&self) -> bool {
         self.playing
+    }
+
+    /// Since when the video has been frozen after damage, if it is.
+    fn video_damaged_since(&self) -> Option<Instant> {
+        self.streams.iter().find_map(|s| s.path.damaged_since())
+    }
+
+    /// The configured refresh timeout, or twice the measured GOP (at least
+    /// [`MIN_REFRESH_TIMEOUT`]).
+    fn refresh_timeout(&self, params: &SessionParams) -> Duration {
+        params.refresh_timeout.unwrap_or_else(|| {
+            let gop = self.streams.iter().find_map(|s| s.path.gop());
+            gop.map_or(MIN_REFRESH_TIMEOUT, |g| (g * 2).max(MIN_REFRESH_TIMEOUT))
+        })
+    }
+
+    /// Adds the framer's resync counters to the camera's stats.
+    fn count_framing(&mut self, ctx: &SessionContext<'_>) {
+        let now = (self.client.framing_resyncs(), self.client.skipped_bytes());
+        let (resyncs, skipped) = self.framing_counted;
+        if now != self.framing_counted {
+            CameraStats::add(&ctx.stats.framing_resyncs, now.0 - resyncs);
+            CameraStats::add(&ctx.stats.framing_bytes_skipped, now.1 - skipped);
+            if now.0 > resyncs {
+                tracing::debug!(
+                    resyncs = now.0,
+                    skipped_bytes = now.1,
+                    "interleaved framing resynced"
+                );
+            }
+            self.framing_counted = now;
+        }
     }
 
     /// Writes everything the client queued.
@@ -520,7 +643,7 @@ impl Driver {
         ctx.status.send_modify(|st| {
             st.sdp = Some(redact_url(&sdp));
             st.server = server;
-            st.video = Some(describe_video("H264", params_from_sdp.as_ref()));
+            st.video = Some(describe_video(params_from_sdp.as_ref()));
             st.audio = audio_info
                 .as_ref()
                 .map(|a| format!("{}/{}", a.encoding, a.clock_rate));
@@ -530,16 +653,30 @@ impl Driver {
             audio: audio_info,
         });
 
+        let latency = params.network_cache.unwrap_or(match params.carrier {
+            // UDP reorders on busy links and Wi-Fi; TCP never does.
+            Carrier::Udp => DEFAULT_UDP_CACHE,
+            Carrier::Tcp => Duration::ZERO,
+        });
+        let generation = ctx.generation << 20;
         let mut chosen = vec![(
             video,
-            StreamKind::Video(Box::new(Depacketizer::new(params_from_sdp.clone()))),
+            MediaPath::video(
+                latency,
+                params_from_sdp.clone(),
+                params.on_damage,
+                generation,
+            ),
         )];
         if let Some(a) = audio {
-            chosen.push((a, StreamKind::Audio));
+            chosen.push((
+                a,
+                MediaPath::audio(latency, p.streams[a].clock_rate, generation),
+            ));
         }
         let mut requests = Vec::new();
         let mut udp_sockets = Vec::new();
-        for (n, (index, kind)) in chosen.into_iter().enumerate() {
+        for (n, (index, path)) in chosen.into_iter().enumerate() {
             let request = match params.carrier {
                 Carrier::Tcp => TransportRequest::Tcp {
                     rtp_channel: (n * 2) as u8,
@@ -548,6 +685,11 @@ impl Driver {
                     let (rtp, rtcp) = bind_udp_pair(self.local_ip).await.map_err(|e| {
                         SessionError::Io(format!("cannot bind a UDP port pair: {e}"))
                     })?;
+                    let granted = set_receive_buffer(
+                        &socket2::SockRef::from(&rtp),
+                        params.socket_buffer_bytes,
+                    );
+                    record_buffer(ctx.stats, params.socket_buffer_bytes, granted);
                     let port = rtp
                         .local_addr()
                         .map_err(|e| SessionError::Io(e.to_string()))?
@@ -557,20 +699,14 @@ impl Driver {
                 }
             };
             requests.push((index, request));
-            let published_params = match kind {
-                StreamKind::Video(_) => params_from_sdp.clone(),
-                StreamKind::Audio => None,
-            };
             self.streams.push(MediaStream {
-                published_params,
                 index,
                 clock_rate: p.streams[index].clock_rate.max(1),
-                kind,
+                path,
                 channels: None,
                 rtcp_dest: None,
                 rtcp_socket: None,
-                stats: rtcp::ReceiverStats::default(),
-                last_seq: None,
+                rr: rtcp::ReceiverStats::default(),
                 last_sr: None,
                 ssrc: None,
             });
@@ -645,48 +781,78 @@ impl Driver {
         };
         CameraStats::add(&ctx.stats.rtp_packets_received, 1);
         self.rtp_packets += 1;
-        if let Some(last) = stream.last_seq {
-            let gap = pkt.sequence.wrapping_sub(last.wrapping_add(1));
-            if gap != 0 && gap < 0x8000 {
-                CameraStats::add(&ctx.stats.rtp_packets_lost, u64::from(gap));
-            }
-        }
-        stream.last_seq = Some(pkt.sequence);
         stream.ssrc = Some(pkt.ssrc);
-        let _ = stream.stats.on_packet(
+        let _ = stream.rr.on_packet(
             pkt.sequence,
             pkt.timestamp,
             arrival_units(stream.clock_rate),
         );
+        let sink = MediaSink {
+            hub: ctx.hub,
+            stats: ctx.stats,
+            status: ctx.status,
+        };
+        let actions = stream.path.on_packet(pkt, Instant::now(), &sink);
+        self.want_refresh |= actions.refresh;
+    }
+
+    /// Lets every jitter buffer release what waited long enough.
+    fn on_media_timeout(&mut self, now: Instant, ctx: &SessionContext<'_>) {
+        let sink = MediaSink {
+            hub: ctx.hub,
+            stats: ctx.stats,
+            status: ctx.status,
+        };
+        for stream in &mut self.streams {
+            if stream.path.poll_timeout().is_some_and(|t| t <= now) {
+                self.want_refresh |= stream.path.on_timeout(now, &sink).refresh;
+            }
+        }
+    }
+
+    /// Asks the camera for a keyframe: RTCP PLI and FIR (RFC 4585, RFC 5104)
+    /// on the video stream's RTCP channel or port, and ONVIF
+    /// SetSynchronizationPoint where configured. Rate-limited.
+    async fn request_refresh(&mut self, params: &SessionParams, ctx: &SessionContext<'_>) {
         let now = Instant::now();
-        match &mut stream.kind {
-            StreamKind::Video(depacketizer) => {
-                depacketizer.push(&pkt);
-                while let Some(au) = depacketizer.pull() {
-                    publish_video(au, ctx, now);
-                }
-                // Compare with what was published (cheap) rather than reading
-                // the hub's description for every packet.
-                let params = depacketizer.parameter_sets();
-                if params.is_some() && params != stream.published_params.as_ref() {
-                    stream.published_params = params.cloned();
-                    let params = stream.published_params.clone();
-                    ctx.status
-                        .send_modify(|st| st.video = Some(describe_video("H264", params.as_ref())));
-                    let mut info = ctx.hub.info();
-                    info.video_params = params;
-                    ctx.hub.set_info(info);
-                }
-            }
-            StreamKind::Audio => {
-                ctx.hub.publish(MediaEvent::Audio(Arc::new(AudioPacket {
-                    payload: pkt.payload(),
-                    timestamp: pkt.timestamp,
-                    marker: pkt.marker,
-                    generation: ctx.generation,
-                    received: now,
-                })));
-            }
+        if self
+            .last_refresh
+            .is_some_and(|t| now.duration_since(t) < MIN_REFRESH_GAP)
+        {
+            // Asked a moment ago; the loop comes back when the gap is over.
+            return;
+        }
+        self.want_refresh = false;
+        self.last_refresh = Some(now);
+        let Some(stream) = self.streams.iter_mut().find(|s| s.path.is_video()) else {
+            return;
+        };
+        let Some(media_ssrc) = stream.ssrc else {
+            return;
+        };
+        // Feedback goes in a compound packet that starts with a report.
+        let mut out = Vec::with_capacity(96);
+        let (lsr, dlsr) = match stream.last_sr {
+            Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
+            None => (0, 0),
+        };
+        let block = stream.rr.report_block(media_ssrc, lsr, dlsr);
+        rtcp::write_receiver_report(&mut out, self.rr_ssrc, &[block], "camgate");
+        rtcp::write_pli(&mut out, self.rr_ssrc, media_ssrc);
+        self.fir_seq = self.fir_seq.wrapping_add(1);
+        rtcp::write_fir(&mut out, self.rr_ssrc, media_ssrc, self.fir_seq);
+        if let Some((_, rtcp_channel)) = stream.channels {
+            self.client.send_interleaved(rtcp_channel, &out);
+        } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
+            let _ = sock.send_to(&out, dest).await;
+        }
+        CameraStats::add(&ctx.stats.refresh_requests, 1);
+        tracing::debug!("asked the camera for a keyframe (PLI, FIR)");
+        if let (Some(onvif), None) = (&params.onvif, &self.onvif_inflight) {
+            let onvif = onvif.clone();
+            self.onvif_inflight = Some(Box::pin(async move {
+                onvif.lock().await.request_keyframe().await
+            }));
         }
     }
 
@@ -708,7 +874,7 @@ impl Driver {
                 Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
                 None => (0, 0),
             };
-            let block = stream.stats.report_block(ssrc, lsr, dlsr);
+            let block = stream.rr.report_block(ssrc, lsr, dlsr);
             let mut out = Vec::with_capacity(64);
             rtcp::write_receiver_report(&mut out, self.rr_ssrc, &[block], "camgate");
             if let Some((_, rtcp_channel)) = stream.channels {
@@ -766,37 +932,19 @@ impl Driver {
     }
 }
 
-fn publish_video(au: AccessUnit, ctx: &SessionContext<'_>, now: Instant) {
-    CameraStats::add(&ctx.stats.frames_received, 1);
-    if au.is_idr() {
-        CameraStats::add(&ctx.stats.keyframes_received, 1);
-    }
-    if au.damaged {
-        CameraStats::add(&ctx.stats.frames_damaged, 1);
-    }
-    ctx.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
-        au,
-        generation: ctx.generation,
-        received: now,
-    })));
-}
-
-/// `H264 640x360` (or just the codec when the SPS is unknown).
-fn describe_video(codec: &str, params: Option<&ParameterSets>) -> String {
-    match params.and_then(|p| crate::codec_info::parse_sps(&p.sps)) {
-        Some(info) => format!(
-            "{codec} {}x{} {} {}",
-            info.width, info.height, info.profile, info.level
-        ),
-        None => codec.to_string(),
-    }
-}
-
 /// Arrival time in units of `clock_rate`, for RFC 3550 jitter.
 fn arrival_units(clock_rate: u32) -> u32 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(Instant::now);
     (start.elapsed().as_secs_f64() * f64::from(clock_rate)) as u64 as u32
+}
+
+/// Waits for the ONVIF request under way, or forever when there is none.
+async fn onvif_opt(inflight: &mut Option<OnvifFuture>) -> Result<(), OnvifError> {
+    match inflight {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves `host:port` to the first address.

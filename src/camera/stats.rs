@@ -1,28 +1,94 @@
-//! Per-camera counters, shared lock-free between the camera task (writer)
-//! and the HTTP API (reader).
+//! Per-camera counters in one structure, shared lock-free between the
+//! camera task (writer) and the HTTP API and metrics (readers).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-/// Counters of one camera since the gateway started. Monotonic except where
-/// noted.
+/// Kinds of frame damage, as the analyzer names them (a bounded metrics
+/// label).
+pub const DAMAGE_KINDS: [&str; 6] = [
+    "packet_loss",
+    "missing_slices",
+    "frame_num_gap",
+    "timestamp_jump",
+    "bad_nal_header",
+    "no_parameter_sets",
+];
+
+/// Why a session ended and another was started (a bounded metrics label).
+pub const RECONNECT_REASONS: [&str; 12] = [
+    "unreachable",
+    "unauthorized",
+    "not_found",
+    "rtsp_timeout",
+    "rtsp_error",
+    "unsupported_codec",
+    "media_timeout",
+    "no_udp_media",
+    "closed",
+    "io_error",
+    "refresh_timeout",
+    "redirect",
+];
+
+/// Counters of one camera since the gateway started. Monotonic unless the
+/// doc says gauge.
 #[derive(Debug, Default)]
 pub struct CameraStats {
     /// Bytes of RTP/RTCP received from the camera.
     pub bytes_received: AtomicU64,
-    /// RTP packets received (all streams).
+    /// RTP packets received (all streams, duplicates included).
     pub rtp_packets_received: AtomicU64,
-    /// RTP packets missing from sequence numbers (video and audio).
+    /// RTP packets declared lost by the jitter buffer.
     pub rtp_packets_lost: AtomicU64,
+    /// RTP packets that arrived out of order but in time.
+    pub rtp_packets_reordered: AtomicU64,
+    /// RTP packets that arrived after they were declared lost.
+    pub rtp_packets_late: AtomicU64,
+    /// RTP packets received twice.
+    pub rtp_packets_duplicate: AtomicU64,
+    /// Times the jitter buffer was full and released early.
+    pub jitter_buffer_overflows: AtomicU64,
+    /// SSRC changes and sequence jumps (camera encoder restarts).
+    pub rtp_discontinuities: AtomicU64,
+    /// Gauge: RFC 3550 interarrival jitter of the video stream, microseconds.
+    pub jitter_us: AtomicU64,
+    /// Interleaved framing lost and found again (partial writes, garbage).
+    pub framing_resyncs: AtomicU64,
+    /// Bytes skipped while resyncing the framing.
+    pub framing_bytes_skipped: AtomicU64,
     /// Video access units received.
     pub frames_received: AtomicU64,
     /// Video access units holding an IDR.
     pub keyframes_received: AtomicU64,
-    /// Access units marked damaged by the depacketizer.
+    /// Damaged access units, any kind.
     pub frames_damaged: AtomicU64,
+    /// Damaged access units by kind, indexed like [`DAMAGE_KINDS`].
+    pub frames_damaged_by_kind: [AtomicU64; DAMAGE_KINDS.len()],
+    /// Frames the repair gate dropped because they were damaged.
+    pub frames_dropped_damaged: AtomicU64,
+    /// Frames the repair gate dropped while waiting for a clean keyframe.
+    pub frames_dropped_waiting_keyframe: AtomicU64,
+    /// Keyframes the gate completed with SPS/PPS from the SDP or earlier.
+    pub sps_pps_inserted: AtomicU64,
+    /// Access units with B slices.
+    pub b_frames: AtomicU64,
+    /// Keyframe requests sent to the camera as RTCP PLI + FIR.
+    pub refresh_requests: AtomicU64,
+    /// Keyframe requests sent through ONVIF SetSynchronizationPoint.
+    pub onvif_refresh_requests: AtomicU64,
+    /// ONVIF keyframe requests that failed.
+    pub onvif_refresh_errors: AtomicU64,
     /// Sessions started after the first (any reason).
     pub reconnects: AtomicU64,
+    /// Reconnects by reason, indexed like [`RECONNECT_REASONS`].
+    pub reconnects_by_reason: [AtomicU64; RECONNECT_REASONS.len()],
+    /// Gauge: receive buffer camgate asked the kernel for, bytes.
+    pub socket_buffer_requested: AtomicU64,
+    /// Gauge: receive buffer the kernel granted, bytes.
+    pub socket_buffer_granted: AtomicU64,
     /// RTP packets sent to `rtp_out` consumers.
     pub egress_packets: AtomicU64,
     /// RTP bytes sent to `rtp_out` consumers.
@@ -32,15 +98,34 @@ pub struct CameraStats {
 }
 
 /// A plain copy of [`CameraStats`] for JSON.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct StatsSnapshot {
     pub bytes_received: u64,
     pub rtp_packets_received: u64,
     pub rtp_packets_lost: u64,
+    pub rtp_packets_reordered: u64,
+    pub rtp_packets_late: u64,
+    pub rtp_packets_duplicate: u64,
+    pub jitter_buffer_overflows: u64,
+    pub rtp_discontinuities: u64,
+    pub jitter_us: u64,
+    pub framing_resyncs: u64,
+    pub framing_bytes_skipped: u64,
     pub frames_received: u64,
     pub keyframes_received: u64,
     pub frames_damaged: u64,
+    pub frames_damaged_by_kind: BTreeMap<&'static str, u64>,
+    pub frames_dropped_damaged: u64,
+    pub frames_dropped_waiting_keyframe: u64,
+    pub sps_pps_inserted: u64,
+    pub b_frames: u64,
+    pub refresh_requests: u64,
+    pub onvif_refresh_requests: u64,
+    pub onvif_refresh_errors: u64,
     pub reconnects: u64,
+    pub reconnects_by_reason: BTreeMap<&'static str, u64>,
+    pub socket_buffer_requested: u64,
+    pub socket_buffer_granted: u64,
     pub egress_packets: u64,
     pub egress_bytes: u64,
     pub consumer_frames_skipped: u64,
@@ -52,16 +137,62 @@ impl CameraStats {
         counter.fetch_add(n, Relaxed);
     }
 
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Relaxed);
+    }
+
+    /// Counts one damaged frame of `kind` (a [`DAMAGE_KINDS`] name).
+    pub fn add_damage(&self, kind: &str) {
+        if let Some(i) = DAMAGE_KINDS.iter().position(|k| *k == kind) {
+            self.frames_damaged_by_kind[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts one reconnect for `reason` (a [`RECONNECT_REASONS`] name).
+    pub fn add_reconnect(&self, reason: &str) {
+        self.reconnects.fetch_add(1, Relaxed);
+        if let Some(i) = RECONNECT_REASONS.iter().position(|r| *r == reason) {
+            self.reconnects_by_reason[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let by = |names: &[&'static str], values: &[AtomicU64]| {
+            names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (*n, v.load(Relaxed)))
+                .collect()
+        };
         StatsSnapshot {
             bytes_received: self.bytes_received.load(Relaxed),
             rtp_packets_received: self.rtp_packets_received.load(Relaxed),
             rtp_packets_lost: self.rtp_packets_lost.load(Relaxed),
+            rtp_packets_reordered: self.rtp_packets_reordered.load(Relaxed),
+            rtp_packets_late: self.rtp_packets_late.load(Relaxed),
+            rtp_packets_duplicate: self.rtp_packets_duplicate.load(Relaxed),
+            jitter_buffer_overflows: self.jitter_buffer_overflows.load(Relaxed),
+            rtp_discontinuities: self.rtp_discontinuities.load(Relaxed),
+            jitter_us: self.jitter_us.load(Relaxed),
+            framing_resyncs: self.framing_resyncs.load(Relaxed),
+            framing_bytes_skipped: self.framing_bytes_skipped.load(Relaxed),
             frames_received: self.frames_received.load(Relaxed),
             keyframes_received: self.keyframes_received.load(Relaxed),
             frames_damaged: self.frames_damaged.load(Relaxed),
+            frames_damaged_by_kind: by(&DAMAGE_KINDS, &self.frames_damaged_by_kind),
+            frames_dropped_damaged: self.frames_dropped_damaged.load(Relaxed),
+            frames_dropped_waiting_keyframe: self.frames_dropped_waiting_keyframe.load(Relaxed),
+            sps_pps_inserted: self.sps_pps_inserted.load(Relaxed),
+            b_frames: self.b_frames.load(Relaxed),
+            refresh_requests: self.refresh_requests.load(Relaxed),
+            onvif_refresh_requests: self.onvif_refresh_requests.load(Relaxed),
+            onvif_refresh_errors: self.onvif_refresh_errors.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
+            reconnects_by_reason: by(&RECONNECT_REASONS, &self.reconnects_by_reason),
+            socket_buffer_requested: self.socket_buffer_requested.load(Relaxed),
+            socket_buffer_granted: self.socket_buffer_granted.load(Relaxed),
             egress_packets: self.egress_packets.load(Relaxed),
             egress_bytes: self.egress_bytes.load(Relaxed),
             consumer_frames_skipped: self.consumer_frames_skipped.load(Relaxed),

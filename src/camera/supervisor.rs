@@ -19,6 +19,8 @@ use super::session::{
 };
 use super::{CameraState, CameraStats, CameraStatus, Hub};
 use crate::config::{CameraConfig, TransportMode};
+use crate::h264::repair::OnDamage;
+use crate::onvif::OnvifClient;
 use crate::redact::redact_url;
 
 /// First wait after a failure.
@@ -161,7 +163,18 @@ fn resolve_sim(cfg: &CameraConfig, sims: &SimEndpoints) -> Result<Url, String> {
         .or(sims.open)
         .ok_or("the simulator is not running")?;
     let name = cfg.url.host_str().unwrap_or("sim");
-    let query = cfg.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    // `[camera.faults]` goes to the simulator as URL query keys, after any
+    // written in the URL itself (so the table wins).
+    let mut keys: Vec<String> = cfg.url.query().map(str::to_string).into_iter().collect();
+    if let Some(faults) = &cfg.faults {
+        keys.push(faults.to_query());
+    }
+    keys.retain(|k| !k.is_empty());
+    let query = if keys.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", keys.join("&"))
+    };
     Url::parse(&format!("rtsp://{addr}/{name}{query}")).map_err(|e| e.to_string())
 }
 
@@ -182,6 +195,13 @@ async fn run_camera(
         }
     };
     let configured = url.clone();
+    // Shared by the camera's sessions so ONVIF discovery is done once.
+    let onvif = cfg.onvif_url.clone().map(|u| {
+        Arc::new(tokio::sync::Mutex::new(OnvifClient::new(
+            u,
+            cfg.credentials.clone(),
+        )))
+    });
     // In auto mode: whether UDP failed for this camera (remembered until the
     // gateway restarts).
     let mut udp_failed = false;
@@ -196,6 +216,16 @@ async fn run_camera(
             TransportMode::Auto => Carrier::Udp,
         };
         let mut params = SessionParams::new(url.clone(), cfg.credentials.clone(), carrier);
+        params.network_cache = cfg
+            .network_cache_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
+        params.socket_buffer_bytes = cfg.socket_buffer_bytes;
+        params.on_damage = match cfg.on_damage {
+            crate::config::OnDamage::DropUntilKeyframe => OnDamage::DropUntilKeyframe,
+            crate::config::OnDamage::Forward => OnDamage::Forward,
+        };
+        params.refresh_timeout = cfg.refresh_timeout;
+        params.onvif = onvif.clone();
         if cfg.transport == TransportMode::Auto && carrier == Carrier::Udp {
             params.udp_probe = Some(AUTO_UDP_PROBE);
         }
@@ -206,9 +236,6 @@ async fn run_camera(
             }
         });
         generation += 1;
-        if generation > 1 {
-            CameraStats::add(&stats.reconnects, 1);
-        }
         tracing::info!(url = %redact_url(url.as_str()), transport = carrier.as_str(), "connecting");
         let ctx = SessionContext {
             hub: &hub,
@@ -225,6 +252,7 @@ async fn run_camera(
             SessionEnd::Stopped => break,
             SessionEnd::Redirect(to) => {
                 redirects += 1;
+                stats.add_reconnect("redirect");
                 if redirects <= MAX_REDIRECTS {
                     tracing::info!(to = %redact_url(to.as_str()), "redirected");
                     url = to;
@@ -238,11 +266,22 @@ async fn run_camera(
             SessionEnd::Failed(SessionError::NoUdpMedia(secs))
                 if cfg.transport == TransportMode::Auto =>
             {
+                stats.add_reconnect("no_udp_media");
                 tracing::warn!("no media over UDP within {secs} s: switching this camera to TCP");
                 udp_failed = true;
                 continue;
             }
+            SessionEnd::Failed(SessionError::RefreshTimeout(waited)) => {
+                // The last resort: a new session starts with a keyframe. The
+                // wait before it already bounds the rate.
+                stats.add_reconnect("refresh_timeout");
+                tracing::warn!(
+                    "no clean keyframe {waited:.1} s after damage: restarting the session"
+                );
+                continue;
+            }
             SessionEnd::Failed(e) => {
+                stats.add_reconnect(e.reason());
                 let msg = redact_url(&e.to_string());
                 tracing::warn!(reason = e.reason(), error = %msg, retry_in_ms = backoff.as_millis() as u64, "session ended");
                 set_state(&status, e.state(), Some(msg));

@@ -68,3 +68,30 @@ pub(super) async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T>
         None => std::future::pending().await,
     }
 }
+
+/// Asks for a `bytes` receive buffer (SO_RCVBUF) and returns what the kernel
+/// granted. Linux reports twice the usable size (it counts bookkeeping) and
+/// caps the request at `net.core.rmem_max`.
+pub(super) fn set_receive_buffer(socket: &socket2::SockRef<'_>, bytes: usize) -> usize {
+    if let Err(e) = socket.set_recv_buffer_size(bytes) {
+        tracing::debug!(error = %e, "SO_RCVBUF not set");
+    }
+    socket.recv_buffer_size().unwrap_or(0)
+}
+
+/// Records the granted receive buffer and says how to raise a capped one.
+pub(super) fn record_buffer(stats: &super::CameraStats, requested: usize, granted: usize) {
+    super::CameraStats::set(&stats.socket_buffer_requested, requested as u64);
+    super::CameraStats::set(&stats.socket_buffer_granted, granted as u64);
+    // Linux doubles what it grants; anything under the request was capped.
+    if granted < requested {
+        tracing::warn!(
+            requested,
+            granted,
+            "the kernel capped the socket receive buffer (net.core.rmem_max); \
+             raise it with `sysctl -w net.core.rmem_max={requested}` and persist it in /etc/sysctl.d"
+        );
+    } else {
+        tracing::debug!(requested, granted, "socket receive buffer");
+    }
+}

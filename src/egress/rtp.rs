@@ -121,8 +121,8 @@ pub async fn run_rtp_out(
     let mut audio: Option<(OutStream, AudioInfo)> = None;
     let mut payloads: Vec<Payload> = Vec::with_capacity(64);
     let mut buf = Vec::with_capacity(payload_size + 12);
-    // Start (and restart after damage or lag) at a keyframe, so the consumer's
-    // decoder never sees a picture whose references it lacks.
+    // Start (and restart after lag) at a keyframe, so the consumer's decoder
+    // never sees a picture whose references it lacks.
     let mut wait_keyframe = true;
     tracing::info!(destination = %video_dest, "rtp output started");
     loop {
@@ -132,10 +132,9 @@ pub async fn run_rtp_out(
         };
         match event {
             Ok(MediaEvent::Video(frame)) => {
-                if frame.au.damaged {
-                    wait_keyframe = true;
-                    continue;
-                }
+                // Damaged pictures are the repair gate's decision
+                // (`on_damage`); here only a consumer's own start or lag
+                // waits for a keyframe.
                 if wait_keyframe {
                     if !frame.au.is_idr() {
                         continue;

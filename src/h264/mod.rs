@@ -1,8 +1,10 @@
 //! H.264 over RTP (RFC 6184): access units, parameter sets, depacketizer and
 //! packetizer. Sans-IO.
 
+pub mod analyzer;
 pub mod depacketizer;
 pub mod packetizer;
+pub mod repair;
 
 use bytes::Bytes;
 

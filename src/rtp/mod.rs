@@ -1,6 +1,7 @@
 //! RTP and RTCP (RFC 3550): packet views, writers and receiver statistics.
 //! Sans-IO: no sockets, no clocks.
 
+pub mod jitter;
 pub mod packet;
 pub mod rtcp;
 

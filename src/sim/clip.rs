@@ -3,7 +3,7 @@
 //! pre-packetized RTP payloads (RFC 6184), plus a precomputed PCMU beep
 //! track (RFC 3551 section 4.5.14, G.711 μ-law).
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use bytes::Bytes;
 
@@ -77,6 +77,8 @@ pub(crate) struct Clip {
     pub(crate) sprop: String,
     /// `profile-level-id` for the SDP.
     pub(crate) profile_level_id: String,
+    /// `frames` without in-band SPS/PPS, for `sprop_only`; made on first use.
+    without_params: OnceLock<Vec<Frame>>,
 }
 
 /// The clip, parsed on first use.
@@ -164,12 +166,71 @@ impl Clip {
             frames,
             audio: beep_second(),
             sprop: params.to_sprop(),
+            without_params: OnceLock::new(),
             profile_level_id: params
                 .profile_level_id()
                 .unwrap_or_else(|| "42e01f".to_owned()),
             info,
         })
     }
+}
+
+impl Clip {
+    /// The frames with (`in_band`) or without in-band SPS and PPS; without,
+    /// a decoder needs the SDP's `sprop-parameter-sets`.
+    pub(crate) fn frames(&self, in_band: bool) -> &[Frame] {
+        if in_band {
+            return &self.frames;
+        }
+        self.without_params.get_or_init(|| {
+            self.frames
+                .iter()
+                .map(|f| Frame {
+                    payloads: strip_parameter_sets(&f.payloads),
+                    idr: f.idr,
+                })
+                .collect()
+        })
+    }
+}
+
+/// `payloads` without SPS/PPS: single NAL units of those types and STAP-As
+/// made only of them are left out; the marker stays on the last payload.
+fn strip_parameter_sets(payloads: &[Payload]) -> Vec<Payload> {
+    let is_params = |n: &[u8]| {
+        matches!(
+            n.first().map(|b| b & 0x1f),
+            Some(nal_type::SPS | nal_type::PPS)
+        )
+    };
+    let mut out: Vec<Payload> = payloads
+        .iter()
+        .filter(|p| {
+            let d = &p.data[..];
+            match d.first().map(|b| b & 0x1f) {
+                Some(nal_type::SPS | nal_type::PPS) => false,
+                // STAP-A (RFC 6184 section 5.7.1): 16-bit size, NAL unit, ...
+                Some(24) => {
+                    let mut rest = &d[1..];
+                    let mut only_params = true;
+                    while rest.len() >= 2 {
+                        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                        let Some(nal) = rest.get(2..2 + n) else { break };
+                        only_params &= is_params(nal);
+                        rest = &rest[2 + n..];
+                    }
+                    !only_params
+                }
+                _ => true,
+            }
+        })
+        .cloned()
+        .collect();
+    let marker = payloads.last().is_some_and(|p| p.marker);
+    if let Some(last) = out.last_mut() {
+        last.marker = marker;
+    }
+    out
 }
 
 /// Groups the NAL units of an Annex B stream into access units.
@@ -315,6 +376,25 @@ mod tests {
         assert_eq!(info.params.pps[0] & 0x1f, nal_type::PPS);
         assert_eq!(clip.profile_level_id.len(), 6);
         assert!(clip.sprop.contains(','));
+    }
+
+    #[test]
+    fn frames_without_parameter_sets() {
+        let clip = clip();
+        let plain = clip.frames(false);
+        assert_eq!(plain.len(), clip.frames.len());
+        let kinds =
+            |f: &Frame| -> Vec<u8> { f.payloads.iter().map(|p| p.data[0] & 0x1f).collect() };
+        assert!(kinds(&clip.frames[0]).iter().any(|&k| k == 24 || k == 7));
+        for (with, without) in clip.frames.iter().zip(plain) {
+            assert_eq!(with.idr, without.idr);
+            assert!(kinds(without).iter().all(|&k| k != 7 && k != 8 && k != 24));
+            assert!(without.payloads.last().is_some_and(|p| p.marker));
+            if !with.idr {
+                assert_eq!(with.payloads, without.payloads);
+            }
+        }
+        assert!(std::ptr::eq(clip.frames(false), plain));
     }
 
     #[test]

@@ -14,11 +14,13 @@ use rtsp_types::headers::{
 use rtsp_types::{HeaderName, Message, Method, ParseError, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::debug;
 
 use super::describe::{self, RequestedTransport};
-use super::stream::{RtpInfo, StreamState, Streamer, Track, FRAME_PERIOD};
+use super::faults::Faults;
+use super::inject::{FaultySession, Tick};
+use super::stream::{PacketRef, RtpInfo, StreamState, Streamer, Track, FRAME_PERIOD};
 use super::udp::{self, UdpStream};
 use super::{clip, Shared, SimError};
 
@@ -41,6 +43,9 @@ const SEND_BUFFER: usize = 256 * 1024;
 /// UDP sessions a connection keeps alive with its requests (the newest).
 const MAX_TRACKED_UDP: usize = 16;
 
+/// Cameras whose DESCRIBE faults a connection remembers for SETUP.
+const MAX_DESCRIBED: usize = 8;
+
 /// Serves one accepted connection until it closes or the server stops.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     // Media and answers are written whole; no reason to wait for Nagle.
@@ -59,6 +64,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         local_ip,
         tcp: None,
         udp_ids: Vec::new(),
+        described: Vec::new(),
     };
     match conn.run(stream).await {
         Ok(()) => debug!(%peer, "sim: connection closed"),
@@ -71,10 +77,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
 struct TcpSession {
     /// Session id.
     id: String,
-    /// RTP state of its streams.
-    streamer: Streamer,
+    /// RTP state of its streams and the faults they suffer.
+    media: FaultySession,
     /// Frame clock while playing; `None` before PLAY and while paused.
     ticker: Option<Interval>,
+    /// End of the current stall: until then the ticker is not polled, so
+    /// its missed ticks come as a burst afterwards, the held frame first.
+    stall_until: Option<Instant>,
 }
 
 /// Per-connection state.
@@ -89,6 +98,9 @@ struct Conn {
     tcp: Option<TcpSession>,
     /// UDP sessions set up over this connection: its requests keep them alive.
     udp_ids: Vec<String>,
+    /// Faults of the cameras DESCRIBEd here, newest last: the query is in
+    /// the DESCRIBE URL, but SETUP goes to the query-less `Content-Base`.
+    described: Vec<(String, Faults)>,
 }
 
 /// An answer before CSeq and Server are added.
@@ -99,6 +111,8 @@ struct Reply {
     headers: Vec<(HeaderName, String)>,
     /// Body (SDP for DESCRIBE).
     body: Vec<u8>,
+    /// Reason phrase instead of the status code's usual one.
+    reason: Option<String>,
 }
 
 impl Reply {
@@ -107,7 +121,16 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            reason: None,
         }
+    }
+
+    /// 400 Bad Request saying why, in the reason phrase and a text body.
+    fn bad_request(why: String) -> Self {
+        let mut r = Reply::new(StatusCode::BadRequest).header(CONTENT_TYPE, "text/plain");
+        r.body = format!("{why}\r\n").into_bytes();
+        r.reason = Some(format!("Bad Request: {why}"));
+        r
     }
 
     fn ok() -> Self {
@@ -128,12 +151,19 @@ impl Conn {
         // One frame's interleaved packets, reused for every frame.
         let mut out = Vec::with_capacity(64 * 1024);
         let mut packets = Vec::with_capacity(64);
+        // The frame with TCP faults applied, when the session has any.
+        let mut wire = Vec::new();
         let shutdown = self.shared.shutdown.clone();
         loop {
             if rbuf.capacity() - rbuf.len() < 2048 {
                 rbuf.reserve(8192);
             }
-            let ticker = self.tcp.as_mut().and_then(|s| s.ticker.as_mut());
+            let stall_until = self.tcp.as_ref().and_then(|s| s.stall_until);
+            let ticker = self
+                .tcp
+                .as_mut()
+                .filter(|s| s.stall_until.is_none())
+                .and_then(|s| s.ticker.as_mut());
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -151,10 +181,28 @@ impl Conn {
                 }
                 () = tick(ticker) => {
                     let Some(s) = self.tcp.as_mut() else { continue };
-                    out.clear();
-                    packets.clear();
-                    s.streamer.write_next(SystemTime::now(), &mut out, &mut packets);
-                    write_all(&mut stream, &out, self.peer, &shutdown).await?;
+                    match s.media.tick() {
+                        Tick::Send => {}
+                        Tick::Stall(d) => {
+                            s.stall_until = Some(Instant::now() + d);
+                            continue;
+                        }
+                        Tick::Reboot => {
+                            debug!(peer = %self.peer, "sim: simulated reboot, dropping the connection");
+                            return Ok(());
+                        }
+                    }
+                    let buf = write_frame(&mut s.media, &mut out, &mut wire, &mut packets);
+                    write_all(&mut stream, buf, self.peer, &shutdown).await?;
+                }
+                () = stall_end(stall_until) => {
+                    let Some(s) = self.tcp.as_mut() else { continue };
+                    s.stall_until = None;
+                    if s.ticker.is_some() {
+                        // The frame held at the stall; the missed ones follow.
+                        let buf = write_frame(&mut s.media, &mut out, &mut wire, &mut packets);
+                        write_all(&mut stream, buf, self.peer, &shutdown).await?;
+                    }
                 }
             }
         }
@@ -181,6 +229,18 @@ impl Conn {
                 let len = 4 + usize::from(u16::from_be_bytes([rbuf[2], rbuf[3]]));
                 if rbuf.len() < len {
                     return Ok(());
+                }
+                if let Some(s) = self.tcp.as_mut() {
+                    let channel = rbuf[1];
+                    let rtcp = s
+                        .media
+                        .streamer
+                        .streams
+                        .iter()
+                        .any(|st| st.interleaved.is_some_and(|c| c.1 == channel));
+                    if rtcp {
+                        s.media.handle_rtcp(&rbuf[4..len]);
+                    }
                 }
                 rbuf.advance(len);
                 self.touch_udp(None);
@@ -274,10 +334,38 @@ impl Conn {
         )
     }
 
-    fn describe(&self, req: &Request<Vec<u8>>) -> Reply {
+    /// The faults of a session of `url`'s camera: the URL's query over the
+    /// server's faults, else what its DESCRIBE on this connection asked
+    /// for, else the server's. The error names a bad query key.
+    fn faults_for(&self, url: &url::Url) -> Result<(String, Faults), String> {
+        let camera = describe::camera_name(url);
+        let base = &self.shared.options.faults;
+        let faults = match describe::fault_query(url) {
+            Some(q) => base.with_query(&q)?,
+            None => self
+                .described
+                .iter()
+                .rev()
+                .find(|(c, _)| *c == camera)
+                .map_or_else(|| base.clone(), |(_, f)| f.clone()),
+        };
+        Ok((camera, faults))
+    }
+
+    fn describe(&mut self, req: &Request<Vec<u8>>) -> Reply {
         let Some(url) = req.request_uri() else {
             return Reply::new(StatusCode::BadRequest);
         };
+        match self.faults_for(url) {
+            Ok((camera, faults)) => {
+                self.described.retain(|(c, _)| *c != camera);
+                if self.described.len() >= MAX_DESCRIBED {
+                    self.described.remove(0);
+                }
+                self.described.push((camera, faults));
+            }
+            Err(why) => return Reply::bad_request(why),
+        }
         let body = describe::sdp(
             clip::clip(),
             describe::audio_enabled(url),
@@ -294,6 +382,10 @@ impl Conn {
     async fn setup(&mut self, req: &Request<Vec<u8>>, session: Option<&str>) -> Reply {
         let Some(url) = req.request_uri() else {
             return Reply::new(StatusCode::BadRequest);
+        };
+        let (camera, faults) = match self.faults_for(url) {
+            Ok(f) => f,
+            Err(why) => return Reply::bad_request(why),
         };
         // A SETUP of the aggregate URL is taken to mean the video track.
         let track = describe::track_of(url.as_str()).unwrap_or(Track::Video);
@@ -329,14 +421,21 @@ impl Conn {
                     (Some(_), None) => return Reply::new(StatusCode::MethodNotValidInThisState),
                     (None, _) => self.tcp.insert(TcpSession {
                         id: new_session_id(),
-                        streamer: Streamer::new(clip::clip()),
+                        media: FaultySession::new(
+                            Streamer::new(clip::clip()),
+                            &camera,
+                            faults,
+                            self.shared.stats.clone(),
+                            &self.shared.registry,
+                        ),
                         ticker: None,
+                        stall_until: None,
                     }),
                 };
-                if s.streamer.has(track) || s.ticker.is_some() {
+                if s.media.streamer.has(track) || s.ticker.is_some() {
                     return Reply::new(StatusCode::MethodNotValidInThisState);
                 }
-                s.streamer.streams.push(stream);
+                s.media.streamer.streams.push(stream);
                 let transport = format!(
                     "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={ssrc:08X}",
                     channels.0, channels.1
@@ -379,7 +478,7 @@ impl Conn {
                     }
                     _ => {
                         let id = new_session_id();
-                        udp::start(&self.shared, id.clone(), stream);
+                        udp::start(&self.shared, id.clone(), stream, &camera, faults);
                         if self.udp_ids.len() >= MAX_TRACKED_UDP {
                             self.udp_ids.remove(0);
                         }
@@ -406,7 +505,7 @@ impl Conn {
             return Reply::new(StatusCode::SessionNotFound);
         };
         let info = if let Some(s) = self.tcp.as_mut().filter(|s| s.id == id) {
-            let info = s.streamer.rtp_info();
+            let info = s.media.streamer.rtp_info();
             if s.ticker.is_none() {
                 let mut t = tokio::time::interval(FRAME_PERIOD);
                 // Catch up after a stall, so media time keeps wall time.
@@ -480,6 +579,9 @@ fn new_session_id() -> String {
 /// Serializes `reply` with CSeq and Server headers into `out`.
 fn write_reply(out: &mut Vec<u8>, reply: Reply, cseq: Option<&str>) {
     let mut b = Response::builder(Version::V1_0, reply.status).header(SERVER, "camgate-sim");
+    if let Some(reason) = reply.reason {
+        b = b.reason_phrase(reason);
+    }
     if let Some(cseq) = cseq {
         b = b.header(CSEQ, cseq);
     }
@@ -506,6 +608,33 @@ async fn write_all(
         },
         // The main loop sees the cancellation next and closes.
         _ = shutdown.cancelled() => Ok(()),
+    }
+}
+
+/// Writes the next frame into `out` (and, with TCP faults, `wire`);
+/// returns the bytes to put on the connection.
+fn write_frame<'a>(
+    media: &mut FaultySession,
+    out: &'a mut Vec<u8>,
+    wire: &'a mut Vec<u8>,
+    packets: &mut Vec<PacketRef>,
+) -> &'a [u8] {
+    out.clear();
+    packets.clear();
+    let keyframe = media.write_frame(SystemTime::now(), out, packets);
+    if !media.tcp_faulty() {
+        return out;
+    }
+    wire.clear();
+    media.tcp_wire(out, packets, keyframe, wire);
+    wire
+}
+
+/// Resolves at the end of a stall; never without one.
+async fn stall_end(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

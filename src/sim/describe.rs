@@ -85,6 +85,31 @@ pub(crate) fn audio_enabled(url: &url::Url) -> bool {
         .any(|(k, v)| k == "audio" && (v == "0" || v == "false" || v == "off"))
 }
 
+/// The camera a URL names: its path without slashes at either end and
+/// without a `trackID=N` last segment (`rtsp://h/cam/trackID=0` → `cam`).
+pub(crate) fn camera_name(url: &url::Url) -> String {
+    let path = url.path().trim_matches('/');
+    let path = match path.rsplit_once('/') {
+        Some((head, last)) if last.starts_with("trackID=") => head,
+        _ if path.starts_with("trackID=") => "",
+        _ => path,
+    };
+    path.trim_end_matches('/').to_owned()
+}
+
+/// The fault keys of a URL's query (everything but `audio`), without a
+/// `/trackID=N` that naive clients append after the query; `None` when
+/// there are none.
+pub(crate) fn fault_query(url: &url::Url) -> Option<String> {
+    let query = url.query()?;
+    let query = query.split_once("/trackID=").map_or(query, |(q, _)| q);
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("audio"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 /// `Content-Base` for a DESCRIBE of `url`: the URL without its query and
 /// with a trailing `/`, so that both naive clients (which append
 /// `/trackID=0`) and RFC 3986 resolvers (which replace the last segment of
@@ -190,6 +215,28 @@ mod tests {
         assert_eq!(content_base(&u), "rtsp://127.0.0.1:8554/cam/");
         let u = url::Url::parse("rtsp://127.0.0.1:8554/cam/").unwrap();
         assert!(audio_enabled(&u));
+        assert_eq!(camera_name(&u), "cam");
+        assert_eq!(fault_query(&u), None);
+        for (url, name, query) in [
+            ("rtsp://h/cam/trackID=0", "cam", None),
+            ("rtsp://h/a/b?audio=0&seed=7", "a/b", Some("seed=7")),
+            (
+                "rtsp://h/cam?seed=7&audio=0/trackID=1",
+                "cam",
+                Some("seed=7"),
+            ),
+            (
+                "rtsp://h/cam?truncate=0.1/trackID=0",
+                "cam",
+                Some("truncate=0.1"),
+            ),
+            ("rtsp://h/trackID=0", "", None),
+            ("rtsp://h/cam?audio=0", "cam", None),
+        ] {
+            let u = url::Url::parse(url).unwrap();
+            assert_eq!(camera_name(&u), name, "{url}");
+            assert_eq!(fault_query(&u).as_deref(), query, "{url}");
+        }
         assert_eq!(content_base(&u), "rtsp://127.0.0.1:8554/cam/");
     }
 }

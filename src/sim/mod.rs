@@ -7,11 +7,14 @@
 mod auth;
 mod clip;
 mod conn;
+mod control;
 mod describe;
+mod inject;
 mod stream;
 mod udp;
 
 pub mod faults;
+pub mod onvif;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +27,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 pub use clip::{clip_info, ClipInfo};
+pub use control::{FaultCounts, FaultStats, KeyframeTrigger};
+pub use faults::Faults;
 
 /// Settings of a sim server.
 #[derive(Clone, Debug)]
@@ -35,6 +40,10 @@ pub struct SimOptions {
     /// from the client; also the `timeout` announced in `Session`.
     /// Default: 60 s, like most cameras.
     pub session_timeout: Duration,
+    /// Faults every camera injects unless its URL query overrides them
+    /// (`rtsp://host/NAME?truncate=0.02&seed=7`, keys as the fields of
+    /// [`Faults`]). Default: none, PLI honoured.
+    pub faults: Faults,
 }
 
 impl Default for SimOptions {
@@ -42,6 +51,7 @@ impl Default for SimOptions {
         SimOptions {
             credentials: None,
             session_timeout: Duration::from_secs(60),
+            faults: Faults::default(),
         }
     }
 }
@@ -98,6 +108,10 @@ pub(crate) struct Shared {
     shutdown: CancellationToken,
     /// Origin of the millisecond liveness clocks of UDP sessions.
     epoch: Instant,
+    /// Live sessions by camera, for the keyframe trigger.
+    registry: Arc<control::Registry>,
+    /// Counters of injected faults.
+    stats: FaultStats,
 }
 
 impl Shared {
@@ -126,6 +140,10 @@ pub struct SimServer {
     local_addr: SocketAddr,
     /// Settings, passed to connections at `run`.
     options: SimOptions,
+    /// Live sessions by camera; made at bind so handles exist before `run`.
+    registry: Arc<control::Registry>,
+    /// Counters of injected faults; made at bind for the same reason.
+    stats: FaultStats,
 }
 
 impl SimServer {
@@ -138,7 +156,21 @@ impl SimServer {
             listener,
             local_addr,
             options,
+            registry: Arc::default(),
+            stats: FaultStats::default(),
         })
+    }
+
+    /// A handle that asks the live sessions of a camera for a keyframe;
+    /// valid before and during [`SimServer::run`].
+    pub fn keyframe_trigger(&self) -> KeyframeTrigger {
+        KeyframeTrigger::new(self.registry.clone())
+    }
+
+    /// The counters of faults injected by this server's sessions; a shared
+    /// handle, valid before, during and after [`SimServer::run`].
+    pub fn fault_stats(&self) -> FaultStats {
+        self.stats.clone()
     }
 
     /// The address clients connect to.
@@ -163,6 +195,8 @@ impl SimServer {
             tracker: TaskTracker::new(),
             shutdown: shutdown.clone(),
             epoch: Instant::now(),
+            registry: self.registry,
+            stats: self.stats,
         });
         loop {
             tokio::select! {

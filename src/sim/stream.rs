@@ -6,7 +6,8 @@ use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::clip::{
-    Clip, AUDIO_PACKETS_PER_FRAME, AUDIO_SAMPLES_PER_PACKET, FPS, VIDEO_TICKS_PER_FRAME,
+    Clip, AUDIO_CLOCK_RATE, AUDIO_PACKETS_PER_FRAME, AUDIO_SAMPLES_PER_PACKET, FPS,
+    VIDEO_CLOCK_RATE, VIDEO_TICKS_PER_FRAME,
 };
 use crate::rtp::RtpPacket;
 
@@ -124,6 +125,11 @@ pub(crate) struct Streamer {
     pub(crate) streams: Vec<StreamState>,
     /// Media time of the next frame, in frames since the session started.
     frame: u64,
+    /// Index in the clip of the next video frame: follows `frame` until a
+    /// keyframe request or encoder restart jumps it to an IDR.
+    clip_pos: usize,
+    /// Whether SPS/PPS are sent in band (false: `sprop_only`).
+    in_band_params: bool,
 }
 
 impl Streamer {
@@ -133,6 +139,55 @@ impl Streamer {
             clip,
             streams: Vec::new(),
             frame: 0,
+            clip_pos: 0,
+            in_band_params: true,
+        }
+    }
+
+    /// Leaves SPS and PPS out of the stream (`sprop_only`): only the SDP
+    /// carries them.
+    pub(crate) fn set_in_band_params(&mut self, in_band: bool) {
+        self.in_band_params = in_band;
+    }
+
+    /// Index of the video stream, if set up.
+    pub(crate) fn video(&self) -> Option<usize> {
+        self.streams.iter().position(|s| s.track == Track::Video)
+    }
+
+    /// Makes the next video frame the clip's next IDR (itself if it is
+    /// one). Timestamps and sequence numbers go on as before: the clip
+    /// position jumps, the RTP timeline does not.
+    pub(crate) fn jump_to_idr(&mut self) {
+        let frames = &self.clip.frames;
+        let n = frames.len();
+        if let Some(k) = (0..n).find(|k| frames[(self.clip_pos + k) % n].idr) {
+            self.clip_pos = (self.clip_pos + k) % n;
+        }
+    }
+
+    /// An encoder restart: the video stream takes `ssrc` and continues at
+    /// sequence number `seq`, starting over at the clip's next IDR.
+    pub(crate) fn restart_video(&mut self, ssrc: u32, seq: u16) {
+        if let Some(i) = self.video() {
+            let s = &mut self.streams[i];
+            s.ssrc = ssrc;
+            s.seq = seq;
+            s.packets = 0;
+            s.octets = 0;
+        }
+        self.jump_to_idr();
+    }
+
+    /// Moves every stream's RTP timestamps 10 s forward (a camera clock
+    /// step): 900000 ticks of video, 80000 of audio.
+    pub(crate) fn jump_timestamps(&mut self) {
+        for s in &mut self.streams {
+            let rate = match s.track {
+                Track::Video => VIDEO_CLOCK_RATE,
+                Track::Audio => AUDIO_CLOCK_RATE,
+            };
+            s.ts_base = s.ts_base.wrapping_add(10 * rate);
         }
     }
 
@@ -168,13 +223,14 @@ impl Streamer {
     /// per stream) to `out`, recording each packet in `packets`. Streams
     /// with interleaved channels get a 4-byte `$` header (RFC 2326 section
     /// 10.12) so `out` can be written to the RTSP connection as is. `wall`
-    /// is the current wall-clock time for the sender reports.
+    /// is the current wall-clock time for the sender reports. Returns true
+    /// when the video frame written is an IDR.
     pub(crate) fn write_next(
         &mut self,
         wall: SystemTime,
         out: &mut Vec<u8>,
         packets: &mut Vec<PacketRef>,
-    ) {
+    ) -> bool {
         let frame = self.frame;
         if frame % FRAMES_PER_SR == 0 {
             let ntp = ntp_timestamp(wall);
@@ -187,13 +243,14 @@ impl Streamer {
             }
         }
         let clip = self.clip;
+        let frames = clip.frames(self.in_band_params);
+        let video = &frames[self.clip_pos % frames.len()];
         for i in 0..self.streams.len() {
             let rtptime = self.rtptime(&self.streams[i]);
             let s = &mut self.streams[i];
             match s.track {
                 Track::Video => {
-                    let f = &clip.frames[(frame % clip.frames.len() as u64) as usize];
-                    for p in &f.payloads {
+                    for p in &video.payloads {
                         write_rtp(out, packets, i, s, p.marker, VIDEO_PT, rtptime, &p.data);
                     }
                 }
@@ -212,6 +269,8 @@ impl Streamer {
             }
         }
         self.frame += 1;
+        self.clip_pos = (self.clip_pos + 1) % frames.len();
+        video.idr && self.video().is_some()
     }
 }
 

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, trace};
 
-use super::stream::{RtpInfo, StreamState, Streamer, FRAME_PERIOD};
+use super::faults::Faults;
+use super::inject::{Datagram, FaultySession, Tick};
+use super::stream::{PacketRef, RtpInfo, StreamState, Streamer, FRAME_PERIOD};
 use super::{clip, Shared};
 
 /// Attempts at finding an even/odd port pair before taking any two ports.
@@ -113,9 +115,15 @@ pub(crate) async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSock
     Ok((rtp, rtcp))
 }
 
-/// Creates and registers a UDP session with its first stream and spawns
-/// its task.
-pub(crate) fn start(shared: &Arc<Shared>, id: String, first: UdpStream) -> Arc<UdpHandle> {
+/// Creates and registers a UDP session of `camera` with its first stream
+/// and spawns its task.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    id: String,
+    first: UdpStream,
+    camera: &str,
+    faults: Faults,
+) -> Arc<UdpHandle> {
     let (tx, rx) = mpsc::channel(8);
     let handle = Arc::new(UdpHandle {
         last_alive: AtomicU64::new(shared.now_ms()),
@@ -130,7 +138,13 @@ pub(crate) fn start(shared: &Arc<Shared>, id: String, first: UdpStream) -> Arc<U
         shared: shared.clone(),
         id,
         handle: handle.clone(),
-        streamer: Streamer::new(clip::clip()),
+        media: FaultySession::new(
+            Streamer::new(clip::clip()),
+            camera,
+            faults,
+            shared.stats.clone(),
+            &shared.registry,
+        ),
         sockets: Vec::new(),
     };
     shared.tracker.spawn(task.run(rx, first));
@@ -145,8 +159,8 @@ struct Session {
     id: String,
     /// Shared liveness stamp.
     handle: Arc<UdpHandle>,
-    /// RTP state of the streams.
-    streamer: Streamer,
+    /// RTP state of the streams and the faults they suffer.
+    media: FaultySession,
     /// Sockets and destinations, index-aligned with `streamer.streams`.
     sockets: Vec<Sockets>,
 }
@@ -165,10 +179,11 @@ struct Sockets {
 
 impl Session {
     fn add(&mut self, s: UdpStream) -> bool {
-        if self.streamer.has(s.state.track) || self.streamer.streams.len() >= 2 {
+        let streamer = &mut self.media.streamer;
+        if streamer.has(s.state.track) || streamer.streams.len() >= 2 {
             return false;
         }
-        self.streamer.streams.push(s.state);
+        streamer.streams.push(s.state);
         self.sockets.push(Sockets {
             rtp: s.rtp,
             rtcp: s.rtcp,
@@ -185,6 +200,10 @@ impl Session {
         // One buffer for every frame; packets are datagrams within it.
         let mut out = Vec::with_capacity(64 * 1024);
         let mut packets = Vec::with_capacity(64);
+        // Datagrams in sending order, when UDP faults are on.
+        let mut sends = Vec::with_capacity(64);
+        // End of the current stall; the ticker is not polled until then.
+        let mut stall_until: Option<Instant> = None;
         let reason = loop {
             let last = Duration::from_millis(self.handle.last_alive.load(Ordering::Relaxed));
             let expires = Instant::from_std(self.shared.epoch + last + timeout);
@@ -203,7 +222,7 @@ impl Session {
                         let _ = reply.send(ok);
                     }
                     Some(Command::Play(reply)) => {
-                        let _ = reply.send(self.streamer.rtp_info());
+                        let _ = reply.send(self.media.streamer.rtp_info());
                         if ticker.is_none() {
                             let mut t = tokio::time::interval(FRAME_PERIOD);
                             // Catch up after a stall: keeps media time = wall time.
@@ -213,19 +232,22 @@ impl Session {
                     }
                     Some(Command::Pause) => ticker = None,
                 },
-                _ = tick(&mut ticker) => {
-                    out.clear();
-                    packets.clear();
-                    self.streamer.write_next(SystemTime::now(), &mut out, &mut packets);
-                    for p in &packets {
-                        let s = &self.sockets[p.stream];
-                        let (sock, dest) =
-                            if p.rtcp { (&s.rtcp, s.dest_rtcp) } else { (&s.rtp, s.dest_rtp) };
-                        // A lost datagram is what UDP means; the client's
-                        // RTCP (or its absence) decides the session's fate.
-                        if let Err(e) = sock.send_to(&out[p.range.clone()], dest).await {
-                            trace!(session = %self.id, "sim: UDP send to {dest}: {e}");
+                _ = tick(&mut ticker, stall_until.is_some()) => {
+                    match self.media.tick() {
+                        Tick::Send => {}
+                        Tick::Stall(d) => {
+                            stall_until = Some(Instant::now() + d);
+                            continue;
                         }
+                        Tick::Reboot => break "simulated reboot",
+                    }
+                    self.send_frame(&mut out, &mut packets, &mut sends).await;
+                }
+                () = stall_end(stall_until) => {
+                    stall_until = None;
+                    if ticker.is_some() {
+                        // The frame held at the stall; the missed ones follow.
+                        self.send_frame(&mut out, &mut packets, &mut sends).await;
                     }
                 }
                 () = readable(&self.sockets, 0) => self.drain(0),
@@ -240,14 +262,57 @@ impl Session {
             .remove(&self.id);
     }
 
-    /// Reads and ignores whatever the client sent to stream `i`'s sockets
-    /// (RTCP receiver reports, NAT hole punches); RTCP counts as liveness.
+    /// Writes the next frame and sends its datagrams, through the UDP
+    /// faults when there are any.
+    async fn send_frame(
+        &mut self,
+        out: &mut Vec<u8>,
+        packets: &mut Vec<PacketRef>,
+        sends: &mut Vec<Datagram>,
+    ) {
+        out.clear();
+        packets.clear();
+        sends.clear();
+        self.media.write_frame(SystemTime::now(), out, packets);
+        if self.media.udp_faulty() {
+            self.media.udp_datagrams(out, packets, sends);
+        } else {
+            sends.extend((0..packets.len()).map(Datagram::Packet));
+        }
+        for d in sends.iter() {
+            let (stream, rtcp, data) = match d {
+                Datagram::Packet(n) => {
+                    let p = &packets[*n];
+                    (p.stream, p.rtcp, &out[p.range.clone()])
+                }
+                Datagram::Held { stream, data } => (*stream, false, &data[..]),
+            };
+            let Some(s) = self.sockets.get(stream) else {
+                continue;
+            };
+            let (sock, dest) = if rtcp {
+                (&s.rtcp, s.dest_rtcp)
+            } else {
+                (&s.rtp, s.dest_rtp)
+            };
+            // A lost datagram is what UDP means; the client's RTCP (or its
+            // absence) decides the session's fate.
+            if let Err(e) = sock.send_to(data, dest).await {
+                trace!(session = %self.id, "sim: UDP send to {dest}: {e}");
+            }
+        }
+    }
+
+    /// Reads whatever the client sent to stream `i`'s sockets (RTCP
+    /// receiver reports and feedback, NAT hole punches): RTCP counts as
+    /// liveness, and a PLI or FIR in it asks for a keyframe.
     fn drain(&mut self, i: usize) {
         let mut buf = [0u8; 1500];
         let Some(s) = self.sockets.get(i) else { return };
         let mut alive = false;
-        while s.rtcp.try_recv_from(&mut buf).is_ok() {
+        while let Ok((n, _)) = s.rtcp.try_recv_from(&mut buf) {
             alive = true;
+            self.media.handle_rtcp(&buf[..n]);
         }
         while s.rtp.try_recv_from(&mut buf).is_ok() {}
         if alive {
@@ -256,13 +321,22 @@ impl Session {
     }
 }
 
-/// Waits for the next frame time while playing; never resolves otherwise.
-async fn tick(ticker: &mut Option<Interval>) {
+/// Resolves at the end of a stall; never without one.
+async fn stall_end(until: Option<Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the next frame time while playing and not stalled; never
+/// resolves otherwise.
+async fn tick(ticker: &mut Option<Interval>, stalled: bool) {
     match ticker {
-        Some(t) => {
+        Some(t) if !stalled => {
             t.tick().await;
         }
-        None => std::future::pending().await,
+        _ => std::future::pending().await,
     }
 }
 

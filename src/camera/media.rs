@@ -1,0 +1,298 @@
+//! The receive path of one RTP stream in a session: jitter buffer →
+//! depacketizer → analyzer → repair gate → the camera's hub, with every
+//! outcome counted in the camera's stats. No sockets here: the session
+//! driver feeds packets and time, and sends what this asks for (refresh).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::hub::{AudioPacket, Hub, MediaEvent, VideoFrame};
+use super::stats::CameraStats;
+use super::CameraStatus;
+use crate::h264::analyzer::Analyzer;
+use crate::h264::repair::{DropReason, OnDamage, RepairGate};
+use crate::h264::{Depacketizer, ParameterSets};
+use crate::rtp::jitter::{JitterBuffer, JitterConfig, JitterStats, Pushed, Released};
+use crate::rtp::RtpPacket;
+
+/// Where a stream's results go.
+pub(super) struct MediaSink<'a> {
+    /// The camera's fan-out.
+    pub hub: &'a Hub,
+    /// The camera's counters.
+    pub stats: &'a CameraStats,
+    /// The camera's visible status (video description).
+    pub status: &'a watch::Sender<CameraStatus>,
+}
+
+/// What the session should do after feeding a stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Actions {
+    /// Ask the camera for a keyframe (PLI/FIR, ONVIF).
+    pub refresh: bool,
+}
+
+/// The video-only part of the path.
+pub(super) struct VideoPath {
+    depacketizer: Depacketizer,
+    analyzer: Analyzer,
+    gate: RepairGate,
+    /// Parameter sets last published to the hub.
+    published_params: Option<ParameterSets>,
+    /// RTP timestamp of the last IDR, for the GOP duration.
+    last_idr_ts: Option<u32>,
+    /// Measured keyframe interval.
+    gop: Option<Duration>,
+    /// Since when the gate waits for a keyframe after damage.
+    damaged_since: Option<Instant>,
+}
+
+/// Video or audio handling.
+pub(super) enum Kind {
+    Video(Box<VideoPath>),
+    Audio,
+}
+
+/// One RTP stream's receive path.
+pub(super) struct MediaPath {
+    jitter: JitterBuffer,
+    /// The jitter buffer's counters already added to the camera's stats.
+    jitter_counted: JitterStats,
+    kind: Kind,
+    clock_rate: u32,
+    /// Session timeline number given to consumers; bumped on every
+    /// discontinuity so they re-anchor timestamps.
+    generation: u64,
+}
+
+impl MediaPath {
+    /// A video path. `generation` is the session's timeline number.
+    pub fn video(
+        latency: Duration,
+        params: Option<ParameterSets>,
+        policy: OnDamage,
+        generation: u64,
+    ) -> Self {
+        let video = VideoPath {
+            depacketizer: Depacketizer::new(params.clone()),
+            analyzer: Analyzer::new(params.as_ref()),
+            gate: RepairGate::new(policy, params.clone()),
+            published_params: params,
+            last_idr_ts: None,
+            gop: None,
+            damaged_since: None,
+        };
+        Self::new(latency, Kind::Video(Box::new(video)), 90_000, generation)
+    }
+
+    /// An audio path (payloads passed through).
+    pub fn audio(latency: Duration, clock_rate: u32, generation: u64) -> Self {
+        Self::new(latency, Kind::Audio, clock_rate, generation)
+    }
+
+    fn new(latency: Duration, kind: Kind, clock_rate: u32, generation: u64) -> Self {
+        let config = JitterConfig {
+            latency,
+            ..Default::default()
+        };
+        MediaPath {
+            jitter: JitterBuffer::new(config, clock_rate.max(1)),
+            jitter_counted: JitterStats::default(),
+            kind,
+            clock_rate: clock_rate.max(1),
+            generation,
+        }
+    }
+
+    /// Feeds one received packet, then releases what is in order.
+    pub fn on_packet(&mut self, pkt: RtpPacket, now: Instant, sink: &MediaSink<'_>) -> Actions {
+        if self.jitter.push(pkt, now) == Pushed::Discontinuity {
+            tracing::info!("RTP stream restarted (new SSRC or sequence jump)");
+        }
+        self.drain(now, sink)
+    }
+
+    /// Releases what the jitter buffer gives up at `now`.
+    pub fn on_timeout(&mut self, now: Instant, sink: &MediaSink<'_>) -> Actions {
+        self.drain(now, sink)
+    }
+
+    /// When [`MediaPath::on_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.jitter.poll_timeout()
+    }
+
+    /// The measured keyframe interval, once two keyframes were seen.
+    pub fn gop(&self) -> Option<Duration> {
+        match &self.kind {
+            Kind::Video(v) => v.gop,
+            Kind::Audio => None,
+        }
+    }
+
+    /// Since when the picture has been frozen waiting for a keyframe after
+    /// damage.
+    pub fn damaged_since(&self) -> Option<Instant> {
+        match &self.kind {
+            Kind::Video(v) => v.damaged_since,
+            Kind::Audio => None,
+        }
+    }
+
+    /// True for the video path.
+    pub fn is_video(&self) -> bool {
+        matches!(self.kind, Kind::Video(_))
+    }
+
+    fn drain(&mut self, now: Instant, sink: &MediaSink<'_>) -> Actions {
+        let mut actions = Actions::default();
+        while let Some(released) = self.jitter.poll(now) {
+            match released {
+                Released::Packet(pkt) => {
+                    let a = self.on_ordered(pkt, now, sink);
+                    actions.refresh |= a.refresh;
+                }
+                // The depacketizer sees the gap in sequence numbers itself.
+                Released::Lost { .. } => {}
+                Released::Discontinuity => {
+                    CameraStats::add(&sink.stats.rtp_discontinuities, 1);
+                    self.generation += 1;
+                }
+            }
+        }
+        self.count_jitter(sink.stats);
+        actions
+    }
+
+    /// Adds what the jitter buffer counted since last time.
+    fn count_jitter(&mut self, stats: &CameraStats) {
+        let now = self.jitter.stats().clone();
+        let was = &self.jitter_counted;
+        CameraStats::add(&stats.rtp_packets_lost, now.lost - was.lost);
+        CameraStats::add(&stats.rtp_packets_reordered, now.reordered - was.reordered);
+        CameraStats::add(&stats.rtp_packets_late, now.late - was.late);
+        CameraStats::add(
+            &stats.rtp_packets_duplicate,
+            now.duplicates - was.duplicates,
+        );
+        CameraStats::add(&stats.jitter_buffer_overflows, now.overflow - was.overflow);
+        if self.is_video() {
+            let us = now.jitter / f64::from(self.clock_rate) * 1e6;
+            CameraStats::set(&stats.jitter_us, us as u64);
+        }
+        self.jitter_counted = now;
+    }
+
+    fn on_ordered(&mut self, pkt: RtpPacket, now: Instant, sink: &MediaSink<'_>) -> Actions {
+        let generation = &mut self.generation;
+        match &mut self.kind {
+            Kind::Audio => {
+                sink.hub.publish(MediaEvent::Audio(Arc::new(AudioPacket {
+                    payload: pkt.payload(),
+                    timestamp: pkt.timestamp,
+                    marker: pkt.marker,
+                    generation: *generation,
+                    received: now,
+                })));
+                Actions::default()
+            }
+            Kind::Video(v) => v.on_packet(&pkt, now, sink, generation),
+        }
+    }
+}
+
+impl VideoPath {
+    fn on_packet(
+        &mut self,
+        pkt: &RtpPacket,
+        now: Instant,
+        sink: &MediaSink<'_>,
+        generation: &mut u64,
+    ) -> Actions {
+        let stats = sink.stats;
+        let mut actions = Actions::default();
+        self.depacketizer.push(pkt);
+        while let Some(au) = self.depacketizer.pull() {
+            let analysis = self.analyzer.analyze(&au);
+            CameraStats::add(&stats.frames_received, 1);
+            if analysis.idr {
+                CameraStats::add(&stats.keyframes_received, 1);
+                if let Some(prev) = self.last_idr_ts {
+                    let ticks = au.timestamp.wrapping_sub(prev);
+                    if ticks > 0 && ticks < 60 * 90_000 {
+                        self.gop = Some(Duration::from_secs_f64(f64::from(ticks) / 90_000.0));
+                    }
+                }
+                self.last_idr_ts = Some(au.timestamp);
+            }
+            if !analysis.damage.is_empty() {
+                CameraStats::add(&stats.frames_damaged, 1);
+                for d in &analysis.damage {
+                    stats.add_damage(d.as_str());
+                }
+                tracing::debug!(damage = ?analysis.damage, ts = au.timestamp, "damaged frame");
+            }
+            if analysis.b_frame {
+                CameraStats::add(&stats.b_frames, 1);
+            }
+            let inserted_before = self.gate.stats().sps_pps_inserted;
+            let out = self.gate.process(au, &analysis);
+            CameraStats::add(
+                &stats.sps_pps_inserted,
+                self.gate.stats().sps_pps_inserted - inserted_before,
+            );
+            match out.dropped {
+                Some(DropReason::Damaged) => CameraStats::add(&stats.frames_dropped_damaged, 1),
+                Some(DropReason::WaitingForKeyframe) => {
+                    CameraStats::add(&stats.frames_dropped_waiting_keyframe, 1)
+                }
+                None => {}
+            }
+            // A keyframe that arrives damaged (often the answer to the last
+            // request) is a failed refresh: ask again now, not on the timer.
+            let failed_refresh = analysis.idr && out.dropped == Some(DropReason::Damaged);
+            actions.refresh |= out.request_refresh || failed_refresh;
+            if out.request_refresh && self.damaged_since.is_none() {
+                self.damaged_since = Some(now);
+            }
+            if let Some(au) = out.forward {
+                if au.is_idr() {
+                    self.damaged_since = None;
+                }
+                if out.discontinuity {
+                    *generation += 1;
+                }
+                sink.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
+                    au,
+                    generation: *generation,
+                    received: now,
+                })));
+            }
+        }
+        // New parameter sets (in band): publish for consumer SDPs.
+        let params = self.depacketizer.parameter_sets();
+        if params.is_some() && params != self.published_params.as_ref() {
+            self.published_params = params.cloned();
+            let params = self.published_params.clone();
+            sink.status
+                .send_modify(|st| st.video = Some(describe_video(params.as_ref())));
+            let mut info = sink.hub.info();
+            info.video_params = params;
+            sink.hub.set_info(info);
+        }
+        actions
+    }
+}
+
+/// `H264 640x360 Main 3.0` (or just the codec when the SPS is unknown).
+pub(super) fn describe_video(params: Option<&ParameterSets>) -> String {
+    match params.and_then(|p| crate::codec_info::parse_sps(&p.sps)) {
+        Some(info) => format!(
+            "H264 {}x{} {} {}",
+            info.width, info.height, info.profile, info.level
+        ),
+        None => "H264".to_string(),
+    }
+}
