@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 struct InProcessSim {
     addr: SocketAddr,
     faults: FaultStats,
+    /// The sim's ONVIF device service for camera `cam`, and its call
+    /// counters.
+    onvif: (url::Url, camgate::sim::onvif::OnvifSimCalls),
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -39,15 +42,24 @@ impl InProcessSim {
                 let server = SimServer::bind(([127, 0, 0, 1], port).into(), SimOptions::default())
                     .await
                     .unwrap();
-                tx.send((server.local_addr(), server.fault_stats()))
+                let onvif = camgate::sim::onvif::OnvifSim::bind(
+                    ([127, 0, 0, 1], 0).into(),
+                    None,
+                    server.keyframe_trigger(),
+                )
+                .await
+                .unwrap();
+                let onvif_info = (onvif.device_url("cam"), onvif.calls());
+                tx.send((server.local_addr(), server.fault_stats(), onvif_info))
                     .unwrap();
-                server.run(stop2).await;
+                tokio::join!(server.run(stop2.clone()), onvif.run(stop2));
             });
         });
-        let (addr, faults) = rx.recv().unwrap();
+        let (addr, faults, onvif) = rx.recv().unwrap();
         InProcessSim {
             addr,
             faults,
+            onvif,
             stop,
             thread: Some(thread),
         }
@@ -111,8 +123,13 @@ fn stat(v: &serde_json::Value, key: &str) -> u64 {
 
 /// The gateway config: camera `cam` at `url`, two RTP outputs.
 fn config(http: u16, url: &str, transport: &str, out0: u16, out1: u16) -> String {
+    config_with(http, url, transport, out0, out1, "")
+}
+
+/// [`config`] with extra `[[camera]]` keys.
+fn config_with(http: u16, url: &str, transport: &str, out0: u16, out1: u16, extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:{http}\"\n\n[[camera]]\nid = \"cam\"\nurl = \"{url}\"\ntransport = \"{transport}\"\n\
+        "[server]\nlisten = \"127.0.0.1:{http}\"\n\n[[camera]]\nid = \"cam\"\nurl = \"{url}\"\ntransport = \"{transport}\"\n{extra}\
          [[camera.rtp_out]]\ndestination = \"127.0.0.1:{out0}\"\n[[camera.rtp_out]]\ndestination = \"127.0.0.1:{out1}\"\n"
     )
 }
@@ -436,4 +453,53 @@ fn gstreamer_behind_a_truncating_proxy_needs_no_reconnect() {
         "only {} frames decoded",
         decoded.video_frames
     );
+}
+
+/// A camera that ignores RTCP PLI/FIR but implements ONVIF: camgate gets
+/// its keyframes through SetSynchronizationPoint, so freezes stay short.
+#[test]
+fn onvif_refreshes_a_camera_that_ignores_rtcp() {
+    let dir = temp_dir();
+    let sim = InProcessSim::start(0);
+    let (http, out0, out1) = (free_tcp_port(), free_rtp_port(), free_rtp_port());
+    let url = format!(
+        "rtsp://{}/cam?audio=0&truncate=0.03&seed=21&honour_pli=0",
+        sim.addr
+    );
+    let extra = format!("onvif_url = \"{}\"\n", sim.onvif.0);
+    let gw = spawn_gateway(
+        dir.path(),
+        &config_with(http, &url, "tcp", out0, out1, &extra),
+        http,
+    );
+    let first = wait_state(http, "cam", "playing", Duration::from_secs(15));
+    let stop = Arc::new(AtomicBool::new(false));
+    let arrivals = frame_arrivals(out1, stop.clone());
+    std::thread::sleep(Duration::from_secs(20));
+    stop.store(true, Ordering::Relaxed);
+    let frames = arrivals.join().unwrap();
+    let cam = camera_json(http, "cam");
+    let counts = sim.faults.snapshot();
+    let calls = sim.onvif.1.of("SetSynchronizationPoint");
+    eprintln!(
+        "onvif: camgate {} | injected {counts:?} | SetSynchronizationPoint calls {calls}",
+        cam["stats"]
+    );
+    assert!(counts.truncated > 3, "{counts:?}");
+    assert_eq!(
+        stat(&cam, "reconnects"),
+        stat(&first, "reconnects"),
+        "{}",
+        gw.log_text()
+    );
+    assert!(
+        stat(&cam, "onvif_refresh_requests") > 0 && stat(&cam, "onvif_refresh_errors") == 0,
+        "{cam}"
+    );
+    assert!(
+        calls > 0 && counts.keyframe_requests_honoured > 0,
+        "{counts:?}, {calls} calls"
+    );
+    let gap = longest_gap(&frames);
+    assert!(gap < Duration::from_millis(300), "a freeze of {gap:?}");
 }

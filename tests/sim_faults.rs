@@ -584,8 +584,9 @@ async fn keyframe_trigger_reaches_the_camera() {
     let (idrs, counts) = keyframe_after_frame_5("", true).await;
     assert!((6..=8).contains(&idrs[1]), "IDRs at {idrs:?}");
     assert_eq!(counts.keyframe_requests_honoured, 1);
+    // Cameras that ignore RTCP may still obey ONVIF.
     let (idrs, _) = keyframe_after_frame_5("honour_pli=0", true).await;
-    assert_eq!(idrs, [0]);
+    assert!((6..=8).contains(&idrs[1]), "IDRs at {idrs:?}");
 }
 
 /// Plays the video of `query` over UDP for `secs` (sending a PLI to the

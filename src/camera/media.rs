@@ -47,7 +47,13 @@ pub(super) struct VideoPath {
     gop: Option<Duration>,
     /// Since when the gate waits for a keyframe after damage.
     damaged_since: Option<Instant>,
+    /// The B-frame warning was given for this session.
+    warned_b_frames: bool,
 }
+
+/// The health warning for cameras that send B-frames.
+pub const B_FRAMES_WARNING: &str = "the camera sends B-frames, which play unsmoothly in browsers over WebRTC: \
+     turn them off in the camera's encoder settings (often \"B-frames: 0\", \"GOP structure: IP\" or a baseline profile)";
 
 /// Video or audio handling.
 pub(super) enum Kind {
@@ -83,6 +89,7 @@ impl MediaPath {
             last_idr_ts: None,
             gop: None,
             damaged_since: None,
+            warned_b_frames: false,
         };
         Self::new(latency, Kind::Video(Box::new(video)), 90_000, generation)
     }
@@ -236,6 +243,11 @@ impl VideoPath {
             }
             if analysis.b_frame {
                 CameraStats::add(&stats.b_frames, 1);
+                if !self.warned_b_frames {
+                    self.warned_b_frames = true;
+                    tracing::warn!("{B_FRAMES_WARNING}");
+                    sink.status.send_modify(|st| st.warn(B_FRAMES_WARNING));
+                }
             }
             let inserted_before = self.gate.stats().sps_pps_inserted;
             let out = self.gate.process(au, &analysis);

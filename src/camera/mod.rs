@@ -75,9 +75,19 @@ pub struct CameraStatus {
     pub server: Option<String>,
     /// The SDP the camera sent, with credentials redacted.
     pub sdp: Option<String>,
+    /// Health warnings about how the camera is set up, as sentences (e.g.
+    /// B-frames), each once.
+    pub warnings: Vec<String>,
 }
 
 impl CameraStatus {
+    /// Adds a health warning unless it is already there.
+    pub fn warn(&mut self, warning: &str) {
+        if !self.warnings.iter().any(|w| w == warning) {
+            self.warnings.push(warning.to_string());
+        }
+    }
+
     /// A fresh status in `state`.
     pub fn new(state: CameraState) -> Self {
         CameraStatus {
@@ -89,6 +99,7 @@ impl CameraStatus {
             audio: None,
             server: None,
             sdp: None,
+            warnings: Vec::new(),
         }
     }
 }

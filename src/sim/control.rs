@@ -128,7 +128,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Registers a session of `camera`; it leaves the registry when the
-    /// returned guard drops. Sessions with `honour_pli` false need not
+    /// returned guard drops. Every session registers (the trigger works even with `honour_pli` false); sessions need not
     /// register: the trigger would be ignored anyway.
     pub(crate) fn register(self: &Arc<Self>, camera: &str) -> Registration {
         let signal = Arc::new(SessionSignal {

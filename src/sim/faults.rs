@@ -37,8 +37,9 @@ pub struct Faults {
     pub reboot_every_s: f64,
     /// SPS and PPS only in the SDP, never in band.
     pub sprop_only: bool,
-    /// Honour RTCP PLI/FIR (and ONVIF SetSynchronizationPoint) by jumping to
-    /// the clip's next IDR at once.
+    /// Honour RTCP PLI/FIR by jumping to the clip's next IDR at once. The
+    /// ONVIF SetSynchronizationPoint trigger is honoured either way, as on
+    /// cameras that ignore RTCP feedback but implement ONVIF.
     pub honour_pli: bool,
 }
 

@@ -162,7 +162,9 @@ impl FaultySession {
             timestamp: period_frames(faults.timestamp_jump_every_s),
             reboot: period_frames(faults.reboot_every_s),
         };
-        let registration = faults.honour_pli.then(|| registry.register(camera));
+        // The ONVIF trigger is honoured even when RTCP is not: many real
+        // cameras ignore PLI/FIR yet obey SetSynchronizationPoint.
+        let registration = Some(registry.register(camera));
         FaultySession {
             streamer,
             faults,
