@@ -222,6 +222,22 @@ struct MediaStream {
     ssrc: Option<u32>,
 }
 
+impl MediaStream {
+    /// Appends a receiver report (RR + SDES) about this stream to `out` and
+    /// returns the stream's SSRC; `None` (nothing written) before the first
+    /// packet.
+    fn write_report(&mut self, reporter_ssrc: u32, out: &mut Vec<u8>) -> Option<u32> {
+        let ssrc = self.ssrc?;
+        let (lsr, dlsr) = match self.last_sr {
+            Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
+            None => (0, 0),
+        };
+        let block = self.rr.report_block(ssrc, lsr, dlsr);
+        rtcp::write_receiver_report(out, reporter_ssrc, &[block], "camgate");
+        Some(ssrc)
+    }
+}
+
 /// Runs one session until it ends. Never panics on camera input.
 pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> SessionOutcome {
     let mut played_since: Option<Instant> = None;
@@ -824,28 +840,18 @@ impl Driver {
         }
         self.want_refresh = false;
         self.last_refresh = Some(now);
-        let Some(stream) = self.streams.iter_mut().find(|s| s.path.is_video()) else {
-            return;
-        };
-        let Some(media_ssrc) = stream.ssrc else {
+        let Some(i) = self.streams.iter().position(|s| s.path.is_video()) else {
             return;
         };
         // Feedback goes in a compound packet that starts with a report.
         let mut out = Vec::with_capacity(96);
-        let (lsr, dlsr) = match stream.last_sr {
-            Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
-            None => (0, 0),
+        let Some(media_ssrc) = self.streams[i].write_report(self.rr_ssrc, &mut out) else {
+            return;
         };
-        let block = stream.rr.report_block(media_ssrc, lsr, dlsr);
-        rtcp::write_receiver_report(&mut out, self.rr_ssrc, &[block], "camgate");
         rtcp::write_pli(&mut out, self.rr_ssrc, media_ssrc);
         self.fir_seq = self.fir_seq.wrapping_add(1);
         rtcp::write_fir(&mut out, self.rr_ssrc, media_ssrc, self.fir_seq);
-        if let Some((_, rtcp_channel)) = stream.channels {
-            self.client.send_interleaved(rtcp_channel, &out);
-        } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
-            let _ = sock.send_to(&out, dest).await;
-        }
+        self.send_rtcp(i, &out).await;
         CameraStats::add(&ctx.stats.refresh_requests, 1);
         tracing::debug!("asked the camera for a keyframe (PLI, FIR)");
         if let (Some(onvif), None) = (&params.onvif, &self.onvif_inflight) {
@@ -868,22 +874,26 @@ impl Driver {
     /// Sends one RTCP receiver report per stream (RFC 3550 6.4.2).
     async fn send_receiver_reports(&mut self) {
         for i in 0..self.streams.len() {
-            let stream = &mut self.streams[i];
-            let Some(ssrc) = stream.ssrc else { continue };
-            let (lsr, dlsr) = match stream.last_sr {
-                Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
-                None => (0, 0),
-            };
-            let block = stream.rr.report_block(ssrc, lsr, dlsr);
             let mut out = Vec::with_capacity(64);
-            rtcp::write_receiver_report(&mut out, self.rr_ssrc, &[block], "camgate");
-            if let Some((_, rtcp_channel)) = stream.channels {
-                self.client.send_interleaved(rtcp_channel, &out);
-            } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
-                let _ = sock.send_to(&out, dest).await;
+            if self.streams[i]
+                .write_report(self.rr_ssrc, &mut out)
+                .is_some()
+            {
+                self.send_rtcp(i, &out).await;
             }
         }
         let _ = self.flush().await;
+    }
+
+    /// Sends an RTCP packet for stream `i`: on its interleaved channel over
+    /// TCP (queued; the loop flushes), or to the camera's RTCP port over UDP.
+    async fn send_rtcp(&mut self, i: usize, packet: &[u8]) {
+        let stream = &self.streams[i];
+        if let Some((_, rtcp_channel)) = stream.channels {
+            self.client.send_interleaved(rtcp_channel, packet);
+        } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
+            let _ = sock.send_to(packet, dest).await;
+        }
     }
 
     /// Sends TEARDOWN and waits briefly for the answer: old live555 cameras

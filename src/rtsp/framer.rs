@@ -139,6 +139,17 @@ struct ChannelHint {
     next_seq: Option<u16>,
 }
 
+impl ChannelHint {
+    /// Whether the RTP frame `at` (from its `$`, at least 16 bytes) belongs
+    /// to this stream: its SSRC, and a sequence number near the expected one.
+    fn owns(&self, at: &[u8]) -> bool {
+        let seq = u16::from_be_bytes([at[6], at[7]]);
+        let ssrc = u32::from_be_bytes([at[12], at[13], at[14], at[15]]);
+        let near = |next: u16| (SEQ_BEHIND..=SEQ_AHEAD).contains(&(seq.wrapping_sub(next) as i16));
+        self.ssrc == Some(ssrc) && self.next_seq.is_some_and(near)
+    }
+}
+
 /// The verdict on a `$` frame at the start of the buffer.
 enum Check {
     /// Wait for more bytes.
@@ -331,11 +342,7 @@ impl Framer {
             if buf.len() < 16 {
                 return Check::NeedMore;
             }
-            let seq = u16::from_be_bytes([buf[6], buf[7]]);
-            let ssrc = u32::from_be_bytes([buf[12], buf[13], buf[14], buf[15]]);
-            let near =
-                |next: u16| (SEQ_BEHIND..=SEQ_AHEAD).contains(&(seq.wrapping_sub(next) as i16));
-            known_stream = hint.ssrc == Some(ssrc) && hint.next_seq.is_some_and(near);
+            known_stream = hint.owns(buf);
         }
         let end = 4 + len;
         if buf.len() < end {
@@ -396,11 +403,8 @@ impl Framer {
             if at.len() < 16 || len < 12 {
                 return false;
             }
-            if let (Some(ssrc), Some(next)) = (hint.ssrc, hint.next_seq) {
-                let seq = u16::from_be_bytes([at[6], at[7]]);
-                let got = u32::from_be_bytes([at[12], at[13], at[14], at[15]]);
-                return got == ssrc
-                    && (SEQ_BEHIND..=SEQ_AHEAD).contains(&(seq.wrapping_sub(next) as i16));
+            if hint.ssrc.is_some() && hint.next_seq.is_some() {
+                return hint.owns(at);
             }
         } else if !(200..=207).contains(&at[5]) {
             return false;
