@@ -5,6 +5,7 @@
 pub mod hub;
 mod media;
 pub mod session;
+pub mod sessions;
 pub mod stats;
 pub mod supervisor;
 mod udp;
@@ -14,6 +15,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use hub::{AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
+pub use sessions::{Session, SessionGuard, SessionKind, SessionRegistry};
 pub use stats::CameraStats;
 pub use supervisor::{CameraHandle, Supervisor};
 
@@ -104,7 +106,7 @@ impl CameraStatus {
     }
 }
 
-mod unix_seconds {
+pub(crate) mod unix_seconds {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

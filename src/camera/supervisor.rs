@@ -17,6 +17,7 @@ use url::Url;
 use super::session::{
     run_session, Carrier, SessionContext, SessionEnd, SessionError, SessionParams,
 };
+use super::sessions::{new_session_id, Session, SessionKind, SessionRegistry};
 use super::{CameraState, CameraStats, CameraStatus, Hub};
 use crate::config::{CameraConfig, TransportMode};
 use crate::h264::repair::OnDamage;
@@ -47,6 +48,8 @@ pub struct CameraHandle {
     pub status: watch::Receiver<CameraStatus>,
     /// Stops this camera's task and its consumers.
     pub cancel: CancellationToken,
+    /// Its viewers and RTP consumers.
+    pub sessions: Arc<SessionRegistry>,
 }
 
 /// Where `sim://` cameras are served.
@@ -89,15 +92,23 @@ impl Supervisor {
             let (status_tx, status_rx) = watch::channel(CameraStatus::new(initial));
             let cancel = root.child_token();
             let span = tracing::info_span!("camera", id = %cfg.id);
+            let sessions = Arc::new(SessionRegistry::default());
             if cfg.enabled {
                 for out in &cfg.rtp_out {
+                    let guard = sessions.register(Session::new(
+                        new_session_id(),
+                        SessionKind::Rtp,
+                        cfg.id.clone(),
+                        None,
+                        cancel.child_token(),
+                    ));
                     tracker.spawn(
                         crate::egress::rtp::run_rtp_out(
                             out.clone(),
                             cfg.rtp_payload_size,
                             hub.clone(),
                             stats.clone(),
-                            cancel.clone(),
+                            guard,
                         )
                         .instrument(span.clone()),
                     );
@@ -123,6 +134,7 @@ impl Supervisor {
                     stats,
                     status: status_rx,
                     cancel,
+                    sessions,
                 },
             );
         }

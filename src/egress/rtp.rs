@@ -10,10 +10,9 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
 use crate::camera::hub::{AudioInfo, StreamInfo};
-use crate::camera::{CameraStats, Hub, MediaEvent};
+use crate::camera::{CameraStats, Hub, MediaEvent, Session, SessionGuard};
 use crate::config::RtpOut;
 use crate::h264::packetizer::{Packetizer, Payload};
 use crate::rtp::RtpPacket;
@@ -103,8 +102,11 @@ pub async fn run_rtp_out(
     payload_size: usize,
     hub: Arc<Hub>,
     stats: Arc<CameraStats>,
-    cancel: CancellationToken,
+    guard: SessionGuard,
 ) {
+    let session = guard.session().clone();
+    let cancel = session.cancel.clone();
+    session.set_remote(out.destination.to_string());
     let socket = match bind_sender(&out).await {
         Ok(s) => s,
         Err(e) => {
@@ -124,6 +126,7 @@ pub async fn run_rtp_out(
     // Start (and restart after lag) at a keyframe, so the consumer's decoder
     // never sees a picture whose references it lacks.
     let mut wait_keyframe = true;
+    session.set_state("waiting_keyframe");
     tracing::info!(destination = %video_dest, "rtp output started");
     loop {
         let event = tokio::select! {
@@ -140,6 +143,7 @@ pub async fn run_rtp_out(
                         continue;
                     }
                     wait_keyframe = false;
+                    session.set_state("sending");
                 }
                 let ts = video
                     .timeline
@@ -160,6 +164,7 @@ pub async fn run_rtp_out(
                         &p.data,
                         video_dest,
                         &stats,
+                        &session,
                     )
                     .await;
                 }
@@ -186,6 +191,7 @@ pub async fn run_rtp_out(
                     &pkt.payload,
                     audio_dest,
                     &stats,
+                    &session,
                 )
                 .await;
             }
@@ -195,6 +201,10 @@ pub async fn run_rtp_out(
                     "rtp output fell behind; resuming at the next keyframe"
                 );
                 CameraStats::add(&stats.consumer_frames_skipped, n);
+                session
+                    .skips
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                session.set_state("waiting_keyframe");
                 wait_keyframe = true;
             }
             Err(RecvError::Closed) => break,
@@ -214,6 +224,7 @@ async fn send(
     payload: &[u8],
     dest: SocketAddr,
     stats: &CameraStats,
+    session: &Session,
 ) {
     buf.clear();
     RtpPacket::write(
@@ -230,6 +241,7 @@ async fn send(
     stream.octets += payload.len() as u64;
     CameraStats::add(&stats.egress_packets, 1);
     CameraStats::add(&stats.egress_bytes, buf.len() as u64);
+    session.count_packet(buf.len());
     if let Err(e) = socket.send_to(buf, dest).await {
         // A consumer that is not listening yet (ICMP port unreachable) is
         // normal; RTP is fire and forget.

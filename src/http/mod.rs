@@ -1,4 +1,8 @@
-//! The HTTP listener: consumer SDP files and the camera status API.
+//! The HTTP listener. Each area has its own module and router, merged
+//! here: `api` (the JSON API under `/api/v1`), and the camera files
+//! (`/cameras/{id}.sdp`).
+
+pub mod api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,10 +15,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::camera::stats::StatsSnapshot;
-use crate::camera::{CameraHandle, CameraStatus, Supervisor};
+use crate::camera::Supervisor;
 use crate::egress::rtp::consumer_sdp;
-use crate::redact::redact_url;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -27,8 +29,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/cameras/{file}", get(camera_file))
-        .route("/api/v1/cameras", get(list_cameras))
-        .route("/api/v1/cameras/{id}", get(get_camera))
+        .merge(api::routes())
         .with_state(state)
 }
 
@@ -56,7 +57,7 @@ struct ApiError {
     error: String,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ApiError {
@@ -97,40 +98,4 @@ async fn camera_file(
     };
     let sdp = consumer_sdp(id, out, &cam.hub.info());
     ([(header::CONTENT_TYPE, "application/sdp")], sdp).into_response()
-}
-
-/// A camera as the API shows it.
-#[derive(Serialize)]
-struct CameraView {
-    id: String,
-    url: String,
-    enabled: bool,
-    #[serde(flatten)]
-    status: CameraStatus,
-    stats: StatsSnapshot,
-    consumers: usize,
-}
-
-fn view(cam: &CameraHandle) -> CameraView {
-    CameraView {
-        id: cam.config.id.clone(),
-        url: redact_url(cam.config.url.as_str()),
-        enabled: cam.config.enabled,
-        status: cam.status.borrow().clone(),
-        stats: cam.stats.snapshot(),
-        consumers: cam.hub.consumers(),
-    }
-}
-
-/// `GET /api/v1/cameras`.
-async fn list_cameras(State(st): State<AppState>) -> Response {
-    Json(st.supervisor.cameras().map(view).collect::<Vec<_>>()).into_response()
-}
-
-/// `GET /api/v1/cameras/{id}`.
-async fn get_camera(State(st): State<AppState>, Path(id): Path<String>) -> Response {
-    match st.supervisor.camera(&id) {
-        Some(cam) => Json(view(cam)).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no camera with id {id:?}")),
-    }
 }
