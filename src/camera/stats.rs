@@ -95,6 +95,22 @@ pub struct CameraStats {
     pub egress_bytes: AtomicU64,
     /// Frames a consumer skipped because it fell behind.
     pub consumer_frames_skipped: AtomicU64,
+    /// RTP packets sent to WebRTC viewers.
+    pub viewer_packets: AtomicU64,
+    /// RTP bytes sent to WebRTC viewers (before SRTP).
+    pub viewer_bytes: AtomicU64,
+    /// PLIs received from viewers.
+    pub viewer_plis: AtomicU64,
+    /// FIRs received from viewers.
+    pub viewer_firs: AtomicU64,
+    /// NACK messages received from viewers.
+    pub viewer_nacks: AtomicU64,
+    /// Packets resent to viewers in answer to NACKs.
+    pub viewer_retransmits: AtomicU64,
+    /// Viewer refresh requests forwarded to the camera (rate-limited).
+    pub viewer_refresh_forwarded: AtomicU64,
+    /// Viewer sessions started.
+    pub viewer_sessions: AtomicU64,
 }
 
 /// A plain copy of [`CameraStats`] for JSON.
@@ -129,6 +145,14 @@ pub struct StatsSnapshot {
     pub egress_packets: u64,
     pub egress_bytes: u64,
     pub consumer_frames_skipped: u64,
+    pub viewer_packets: u64,
+    pub viewer_bytes: u64,
+    pub viewer_plis: u64,
+    pub viewer_firs: u64,
+    pub viewer_nacks: u64,
+    pub viewer_retransmits: u64,
+    pub viewer_refresh_forwarded: u64,
+    pub viewer_sessions: u64,
 }
 
 impl CameraStats {
@@ -196,6 +220,14 @@ impl CameraStats {
             egress_packets: self.egress_packets.load(Relaxed),
             egress_bytes: self.egress_bytes.load(Relaxed),
             consumer_frames_skipped: self.consumer_frames_skipped.load(Relaxed),
+            viewer_packets: self.viewer_packets.load(Relaxed),
+            viewer_bytes: self.viewer_bytes.load(Relaxed),
+            viewer_plis: self.viewer_plis.load(Relaxed),
+            viewer_firs: self.viewer_firs.load(Relaxed),
+            viewer_nacks: self.viewer_nacks.load(Relaxed),
+            viewer_retransmits: self.viewer_retransmits.load(Relaxed),
+            viewer_refresh_forwarded: self.viewer_refresh_forwarded.load(Relaxed),
+            viewer_sessions: self.viewer_sessions.load(Relaxed),
         }
     }
 }
