@@ -12,12 +12,23 @@ use tokio_util::sync::CancellationToken;
 use camgate::camera::session::Carrier;
 use camgate::config::Config;
 use camgate::redact::redact_url;
+use camgate::service::LogFormat;
 
 #[derive(Parser)]
 #[command(name = "camgate", version, about = "RTSP camera ingest gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Log format on stderr: text (readable; journal-friendly under
+    /// systemd) or json. Default: $CAMGATE_LOG_FORMAT, else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +112,10 @@ enum Command {
         #[arg(long)]
         no_honour_pli: bool,
     },
+    /// Print an Argon2id hash of a password, for `[[auth.user]]
+    /// password_hash`. The password is read from standard input (asked
+    /// twice, without echo, on a terminal).
+    HashPassword,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -110,15 +125,15 @@ enum ProbeTransport {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let log_format = cli.log_format.map(|f| match f {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    if let Some(warning) = camgate::service::init_logging(log_format) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -142,12 +157,14 @@ fn main() -> ExitCode {
                 seconds,
             } => probe(&url, transport, seconds).await,
             sim_command @ Command::Sim { .. } => sim(sim_command).await,
+            Command::HashPassword => hash_password(),
         }
     })
 }
 
 async fn run(path: PathBuf) -> ExitCode {
-    let config = match Config::load(&path) {
+    // The file and the cameras added through the API (see reload.rs).
+    let (store, config) = match camgate::reload::ConfigStore::open(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("camgate: {e}");
@@ -156,7 +173,8 @@ async fn run(path: PathBuf) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    match camgate::gateway::run(config, shutdown).await {
+    let store = Some(std::sync::Arc::new(store));
+    match camgate::gateway::run_with_store(config, store, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("camgate: {e}");
@@ -205,10 +223,13 @@ async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
         let name = parsed.host_str().unwrap_or("sim");
         url::Url::parse(&format!("rtsp://{addr}/{name}"))
             .expect("a socket address and a host name form a URL")
-    } else if parsed.scheme() == "rtsp" {
+    } else if parsed.scheme() == "rtsp" || parsed.scheme() == "rtsps" {
         parsed
     } else {
-        eprintln!("camgate probe: {}: use rtsp:// or sim://", redact_url(url));
+        eprintln!(
+            "camgate probe: {}: use rtsp://, rtsps:// or sim://",
+            redact_url(url)
+        );
         return ExitCode::from(2);
     };
     let carrier = match transport {
@@ -312,4 +333,70 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
+}
+
+/// `camgate hash-password`: reads a password from standard input and prints
+/// its PHC string.
+fn hash_password() -> ExitCode {
+    use std::io::{BufRead, IsTerminal, Write};
+    let terminal = std::io::stdin().is_terminal();
+    let read = |prompt: &str| -> Option<String> {
+        if terminal {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        // Without echo on a terminal; `stty` is everywhere camgate runs.
+        let echo_off = terminal
+            && std::process::Command::new("stty")
+                .arg("-echo")
+                .status()
+                .is_ok_and(|s| s.success());
+        let mut line = String::new();
+        let result = std::io::stdin().lock().read_line(&mut line);
+        if echo_off {
+            let _ = std::process::Command::new("stty").arg("echo").status();
+            eprintln!();
+        }
+        result.ok()?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let Some(password) = read("Password: ") else {
+        eprintln!("camgate hash-password: cannot read the password");
+        return ExitCode::FAILURE;
+    };
+    if password.is_empty() {
+        eprintln!("camgate hash-password: the password is empty");
+        return ExitCode::from(2);
+    }
+    if terminal && read("Again: ").as_deref() != Some(password.as_str()) {
+        eprintln!("camgate hash-password: the passwords differ");
+        return ExitCode::from(2);
+    }
+    match camgate::http::auth::hash_password(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("camgate hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that allocates its own heap arena (up to 8 per
+/// core); freed memory stays in whichever arena it came from, so a gateway
+/// whose viewers come and go on every worker thread keeps growing its RSS
+/// for a long time before it levels off. Two arenas keep it flat (measured
+/// by the viewer churn test in `tests/e2e_webrtc.rs`). `MALLOC_ARENA_MAX`
+/// in the environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before any
+        // other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }

@@ -51,7 +51,7 @@ fn error_texts() {
     let err = Config::parse(text, "cameras.toml").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cameras.toml:7: camera \"lobby\": field `url`: scheme \"http\" is not supported (use rtsp:// or sim://)"
+        "cameras.toml:7: camera \"lobby\": field `url`: scheme \"http\" is not supported (use rtsp://, rtsps:// or sim://)"
     );
 
     let text = "[[camera]]\nid = \"lobby\"\nurl = \"sim://lobby\"\ntrasport = \"udp\"\n";

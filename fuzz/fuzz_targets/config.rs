@@ -2,22 +2,4 @@
 //! error with a line inside the text, never a panic.
 #![no_main]
 
-use camgate::config::{Config, ConfigError};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|text: &str| {
-    match Config::parse(text, "fuzz.toml") {
-        Ok(config) => {
-            // The summary and Debug paths must not panic either.
-            let _ = config.summary();
-            let _ = format!("{config:?}");
-        }
-        Err(ConfigError::Invalid { line, .. }) => {
-            // An error at the very end of the text may sit on the line after
-            // the last newline.
-            let last = text.matches('\n').count() + 1;
-            assert!((1..=last).contains(&line), "line {line} outside the text");
-        }
-        Err(ConfigError::Io { .. }) => unreachable!("parse does no I/O"),
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_fuzz::config::run(data));

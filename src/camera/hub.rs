@@ -72,6 +72,42 @@ pub struct AudioInfo {
     pub fmtp: Option<String>,
 }
 
+/// Most pictures the GOP cache holds; a longer GOP is not cached (viewers
+/// then wait for the next keyframe).
+const GOP_MAX_FRAMES: usize = 600;
+/// Most bytes the GOP cache holds.
+const GOP_MAX_BYTES: usize = 16 << 20;
+
+/// The pictures from the last keyframe on, for fast start: a new viewer
+/// decodes from this keyframe at once instead of waiting for the next.
+#[derive(Debug, Default)]
+struct Gop {
+    frames: Vec<Arc<VideoFrame>>,
+    bytes: usize,
+}
+
+impl Gop {
+    fn push(&mut self, frame: &Arc<VideoFrame>) {
+        if frame.au.is_idr() {
+            self.frames.clear();
+            self.bytes = 0;
+        } else if self.frames.is_empty() {
+            // No keyframe to start from.
+            return;
+        } else if frame.generation != self.frames[0].generation
+            || self.frames.len() >= GOP_MAX_FRAMES
+            || self.bytes + frame.au.len_bytes() > GOP_MAX_BYTES
+        {
+            // A new camera session, or a GOP too long to keep.
+            self.frames.clear();
+            self.bytes = 0;
+            return;
+        }
+        self.bytes += frame.au.len_bytes();
+        self.frames.push(frame.clone());
+    }
+}
+
 /// The fan-out of one camera.
 #[derive(Debug)]
 pub struct Hub {
@@ -79,7 +115,18 @@ pub struct Hub {
     tx: broadcast::Sender<MediaEvent>,
     /// Stream descriptions of the current session.
     info: watch::Sender<StreamInfo>,
+    /// The current GOP. Publishing video takes this lock (uncontended but
+    /// for a subscriber joining) so a subscriber gets the cached pictures
+    /// and the live ones with no gap and no overlap.
+    gop: std::sync::Mutex<Gop>,
+    /// Keyframe requests from viewers for the camera session.
+    keyframe: tokio::sync::Notify,
+    /// When a viewer's request was last forwarded.
+    last_keyframe_request: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Viewers' keyframe requests reach the camera at most this often.
+pub const KEYFRAME_REQUEST_GAP: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Default for Hub {
     fn default() -> Self {
@@ -92,13 +139,72 @@ impl Hub {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
         let (info, _) = watch::channel(StreamInfo::default());
-        Hub { tx, info }
+        Hub {
+            tx,
+            info,
+            gop: Default::default(),
+            keyframe: tokio::sync::Notify::new(),
+            last_keyframe_request: Default::default(),
+        }
+    }
+
+    /// A viewer asks the camera for a keyframe. Forwarded at most once per
+    /// [`KEYFRAME_REQUEST_GAP`]; returns whether this one was.
+    pub fn request_keyframe(&self) -> bool {
+        let now = Instant::now();
+        let mut last = self
+            .last_keyframe_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_REQUEST_GAP) {
+            return false;
+        }
+        *last = Some(now);
+        self.keyframe.notify_one();
+        true
+    }
+
+    /// Resolves when a viewer asked for a keyframe (for the camera session).
+    pub async fn keyframe_requested(&self) {
+        self.keyframe.notified().await
+    }
+
+    fn gop(&self) -> std::sync::MutexGuard<'_, Gop> {
+        self.gop.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Publishes to whoever listens; never waits.
     pub fn publish(&self, event: MediaEvent) {
         // No receivers is not an error: the camera may have no consumer yet.
-        let _ = self.tx.send(event);
+        match &event {
+            MediaEvent::Video(frame) => {
+                let mut gop = self.gop();
+                gop.push(frame);
+                let _ = self.tx.send(event);
+            }
+            MediaEvent::Audio(_) => {
+                let _ = self.tx.send(event);
+            }
+        }
+    }
+
+    /// A new consumer that starts with the current GOP: the pictures from
+    /// the last keyframe up to now (empty when there is none), then every
+    /// event published after them.
+    pub fn subscribe_with_gop(&self) -> (Vec<Arc<VideoFrame>>, broadcast::Receiver<MediaEvent>) {
+        let gop = self.gop();
+        (gop.frames.clone(), self.tx.subscribe())
+    }
+
+    /// The current GOP (for answering a viewer's keyframe request).
+    pub fn gop_frames(&self) -> Vec<Arc<VideoFrame>> {
+        self.gop().frames.clone()
+    }
+
+    /// Forgets the GOP (the camera session ended: its pictures must not
+    /// start a viewer on the next session).
+    pub fn clear_gop(&self) {
+        *self.gop() = Gop::default();
     }
 
     /// A new consumer, receiving from now on.
@@ -131,5 +237,52 @@ impl Hub {
     /// Watches the stream description.
     pub fn watch_info(&self) -> watch::Receiver<StreamInfo> {
         self.info.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(idr: bool, generation: u64, ts: u32) -> Arc<VideoFrame> {
+        let nal = if idr { 0x65u8 } else { 0x41 };
+        Arc::new(VideoFrame {
+            au: AccessUnit {
+                timestamp: ts,
+                nals: vec![Bytes::from(vec![nal, 0x88, 0x84])],
+                damaged: false,
+                loss_before: false,
+            },
+            generation,
+            received: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn gop_starts_at_the_last_keyframe_and_joins_live_without_gap() {
+        let hub = Hub::new();
+        hub.publish(MediaEvent::Video(frame(false, 1, 0)));
+        assert!(hub.gop_frames().is_empty(), "no keyframe yet");
+        hub.publish(MediaEvent::Video(frame(true, 1, 3000)));
+        hub.publish(MediaEvent::Video(frame(false, 1, 6000)));
+        let (gop, mut rx) = hub.subscribe_with_gop();
+        assert_eq!(
+            gop.iter().map(|f| f.au.timestamp).collect::<Vec<_>>(),
+            [3000, 6000]
+        );
+        hub.publish(MediaEvent::Video(frame(false, 1, 9000)));
+        match rx.try_recv() {
+            Ok(MediaEvent::Video(f)) => assert_eq!(f.au.timestamp, 9000),
+            other => panic!("{other:?}"),
+        }
+        // A new keyframe restarts the cache.
+        hub.publish(MediaEvent::Video(frame(true, 1, 12000)));
+        assert_eq!(hub.gop_frames().len(), 1);
+        // A new session's non-keyframe drops the old GOP.
+        hub.publish(MediaEvent::Video(frame(false, 2, 0)));
+        assert!(hub.gop_frames().is_empty());
+        hub.publish(MediaEvent::Video(frame(true, 2, 100)));
+        hub.clear_gop();
+        assert!(hub.gop_frames().is_empty());
     }
 }

@@ -229,11 +229,14 @@ impl VideoPath {
                 if let Some(prev) = self.last_idr_ts {
                     let ticks = au.timestamp.wrapping_sub(prev);
                     if ticks > 0 && ticks < 60 * 90_000 {
-                        self.gop = Some(Duration::from_secs_f64(f64::from(ticks) / 90_000.0));
+                        let gop = Duration::from_secs_f64(f64::from(ticks) / 90_000.0);
+                        CameraStats::set(&stats.keyframe_interval_us, gop.as_micros() as u64);
+                        self.gop = Some(gop);
                     }
                 }
                 self.last_idr_ts = Some(au.timestamp);
             }
+            stats.note_frame(analysis.idr);
             if !analysis.damage.is_empty() {
                 CameraStats::add(&stats.frames_damaged, 1);
                 for d in &analysis.damage {

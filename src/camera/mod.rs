@@ -4,6 +4,7 @@
 
 pub mod hub;
 mod media;
+pub mod rtsps;
 pub mod session;
 pub mod sessions;
 pub mod stats;
@@ -39,9 +40,25 @@ pub enum CameraState {
     UnsupportedCodec,
     /// Disabled in the configuration, or the gateway is stopping.
     Stopped,
+    /// An on-demand camera that nobody watches: not connected until a
+    /// viewer or consumer wants it.
+    Idle,
 }
 
 impl CameraState {
+    /// Every state, in a fixed order (the metrics' state label set).
+    pub const ALL: [CameraState; 9] = [
+        CameraState::Connecting,
+        CameraState::Playing,
+        CameraState::Backoff,
+        CameraState::Unauthorized,
+        CameraState::NotFound,
+        CameraState::Unreachable,
+        CameraState::UnsupportedCodec,
+        CameraState::Stopped,
+        CameraState::Idle,
+    ];
+
     /// The snake_case name used in the API and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +70,7 @@ impl CameraState {
             CameraState::Unreachable => "unreachable",
             CameraState::UnsupportedCodec => "unsupported_codec",
             CameraState::Stopped => "stopped",
+            CameraState::Idle => "idle",
         }
     }
 }

@@ -4,12 +4,12 @@
 //! on failure, redirect or cancellation; the supervisor decides what next.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -54,8 +54,8 @@ impl Carrier {
     }
 }
 
-/// What one session needs to know.
-#[derive(Clone, Debug)]
+/// What one session needs to know. `Debug` shows the password as `***`.
+#[derive(Clone)]
 pub struct SessionParams {
     /// `rtsp://` URL without credentials.
     pub url: Url,
@@ -82,6 +82,22 @@ pub struct SessionParams {
     /// ONVIF client for SetSynchronizationPoint, shared across sessions so
     /// its discovery is cached.
     pub onvif: Option<Arc<tokio::sync::Mutex<OnvifClient>>>,
+    /// `rtsps://` only: check the camera's certificate (default true).
+    pub tls_verify: bool,
+}
+
+impl std::fmt::Debug for SessionParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The fields that say which session this is; the rest are tuning.
+        f.debug_struct("SessionParams")
+            .field("url", &redact_url(self.url.as_str()))
+            .field(
+                "credentials",
+                &crate::redact::Credentials(&self.credentials),
+            )
+            .field("carrier", &self.carrier)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionParams {
@@ -99,6 +115,7 @@ impl SessionParams {
             on_damage: OnDamage::default(),
             refresh_timeout: None,
             onvif: None,
+            tls_verify: true,
         }
     }
 }
@@ -112,6 +129,10 @@ pub enum SessionError {
     /// The TCP connection was refused or timed out.
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
+    /// The TLS handshake of an `rtsps://` camera failed (the message names
+    /// a certificate problem).
+    #[error("{0}")]
+    Tls(String),
     /// The RTSP exchange failed.
     #[error(transparent)]
     Rtsp(#[from] ClientError),
@@ -121,6 +142,10 @@ pub enum SessionError {
     /// Playing, but no RTP arrived for a while.
     #[error("no RTP received for {0} s while playing")]
     MediaTimeout(u64),
+    /// RTP arrives but no video picture completes (payloads that are not
+    /// H.264 as described, or a flood of fragments).
+    #[error("RTP arrives but no complete video picture for {0} s: the camera's video cannot be depacketized")]
+    NoPictures(u64),
     /// UDP was negotiated but no packet arrived (firewall or NAT).
     #[error("no media arrived over UDP within {0} s (firewall or NAT?)")]
     NoUdpMedia(u64),
@@ -152,12 +177,13 @@ impl SessionError {
     pub fn reason(&self) -> &'static str {
         match self {
             SessionError::Resolve { .. } | SessionError::Connect { .. } => "unreachable",
+            SessionError::Tls(_) => "tls_error",
             SessionError::Rtsp(ClientError::Unauthorized { .. }) => "unauthorized",
             SessionError::Rtsp(ClientError::NotFound { .. }) => "not_found",
             SessionError::Rtsp(ClientError::Timeout { .. }) => "rtsp_timeout",
             SessionError::Rtsp(_) => "rtsp_error",
             SessionError::UnsupportedCodec(_) => "unsupported_codec",
-            SessionError::MediaTimeout(_) => "media_timeout",
+            SessionError::MediaTimeout(_) | SessionError::NoPictures(_) => "media_timeout",
             SessionError::NoUdpMedia(_) => "no_udp_media",
             SessionError::Closed => "closed",
             SessionError::RefreshTimeout(_) => "refresh_timeout",
@@ -255,11 +281,16 @@ pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> Ses
     }
 }
 
+/// The reading half of the camera connection (TCP, or TLS over TCP).
+type ConnReader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of the camera connection.
+type ConnWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// The live parts of a session.
 struct Driver {
     client: Client,
-    reader: tokio::net::tcp::OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ConnReader,
+    writer: ConnWriter,
     /// Our end of the TCP connection; UDP sockets bind to the same address.
     local_ip: IpAddr,
     /// The camera's end of the TCP connection.
@@ -317,7 +348,9 @@ impl Driver {
         ctx: &SessionContext<'_>,
     ) -> Result<Driver, SessionError> {
         let host = params.url.host_str().unwrap_or_default().to_string();
-        let port = params.url.port().unwrap_or(554);
+        let tls = params.url.scheme() == "rtsps";
+        let default_port = if tls { super::rtsps::DEFAULT_PORT } else { 554 };
+        let port = params.url.port().unwrap_or(default_port);
         let addr = resolve(&host, port).await?;
         // The receive buffer is set before connecting so TCP window scaling
         // can use it.
@@ -353,7 +386,24 @@ impl Driver {
             .local_addr()
             .map(|a| a.ip())
             .map_err(|e| SessionError::Io(e.to_string()))?;
-        let (reader, writer) = tcp.into_split();
+        let (reader, writer): (ConnReader, ConnWriter) = if tls {
+            let handshake = super::rtsps::connect(tcp, &host, addr, params.tls_verify);
+            let stream = match timeout(params.connect_timeout, handshake).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(SessionError::Tls(e)),
+                Err(_) => {
+                    return Err(SessionError::Tls(format!(
+                        "TLS handshake with {addr}: no answer within {} s",
+                        params.connect_timeout.as_secs()
+                    )))
+                }
+            };
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        } else {
+            let (r, w) = tcp.into_split();
+            (Box::new(r), Box::new(w))
+        };
         ctx.status
             .send_modify(|s| s.transport = Some(params.carrier.as_str()));
         let client = Client::new(
@@ -393,6 +443,9 @@ impl Driver {
     ) -> SessionEnd {
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut last_media: Option<Instant> = None;
+        // When a video picture last completed, and the camera's picture
+        // count then: RTP that never forms a picture is no better than none.
+        let mut last_picture: Option<(Instant, u64)> = None;
         let mut next_rr = Instant::now() + RR_INTERVAL;
         loop {
             if let Err(e) = self.flush().await {
@@ -408,6 +461,7 @@ impl Driver {
                     let now = Instant::now();
                     *played_since = Some(now);
                     last_media = Some(now);
+                    last_picture = Some((now, ctx.stats.frames_received.load(Relaxed)));
                 }
             }
             if let Err(e) = self.flush().await {
@@ -422,6 +476,9 @@ impl Driver {
                     (Some(probe), 0) => start + probe,
                     _ => last_media.unwrap_or(start) + params.media_timeout,
                 });
+            let picture_deadline = last_picture
+                .filter(|_| self.rtp_packets > 0)
+                .map(|(at, _)| at + params.media_timeout);
             // Frozen after damage: keep asking for a keyframe, and restart
             // the session when none comes in time.
             let frozen = self.video_damaged_since();
@@ -436,6 +493,7 @@ impl Driver {
             for d in [
                 self.client.poll_timeout(),
                 media_deadline,
+                picture_deadline,
                 played_since.map(|_| next_rr),
                 refresh_deadline,
                 reask,
@@ -461,6 +519,11 @@ impl Driver {
                     }
                     Err(e) => return SessionEnd::Failed(SessionError::Io(e.to_string())),
                 },
+                _ = ctx.hub.keyframe_requested(), if self.playing() => {
+                    // A viewer asked for a keyframe the GOP cache could not
+                    // give it (the hub rate-limits these).
+                    self.want_refresh = true;
+                }
                 result = onvif_opt(&mut self.onvif_inflight) => {
                     self.onvif_inflight = None;
                     CameraStats::add(&ctx.stats.onvif_refresh_requests, 1);
@@ -500,6 +563,10 @@ impl Driver {
                             return self.fail_with_teardown(err).await;
                         }
                     }
+                    if picture_deadline.is_some_and(|d| now >= d) {
+                        let err = SessionError::NoPictures(params.media_timeout.as_secs());
+                        return self.fail_with_teardown(err).await;
+                    }
                     if played_since.is_some() && now >= next_rr {
                         self.send_receiver_reports().await;
                         next_rr = now + RR_INTERVAL;
@@ -513,6 +580,12 @@ impl Driver {
             if self.tcp_media_seen {
                 last_media = Some(Instant::now());
                 self.tcp_media_seen = false;
+            }
+            if let Some((at, seen)) = &mut last_picture {
+                let frames = ctx.stats.frames_received.load(Relaxed);
+                if frames != *seen {
+                    (*at, *seen) = (Instant::now(), frames);
+                }
             }
         }
     }
@@ -656,7 +729,25 @@ impl Driver {
                 fmtp: d.fmtp.clone(),
             }
         });
+        // Audio WebRTC cannot carry (AAC above all): viewers get video only.
+        let no_webrtc_audio = audio_info
+            .as_ref()
+            .filter(|a| {
+                !matches!(
+                    a.encoding.to_ascii_uppercase().as_str(),
+                    "PCMU" | "PCMA" | "OPUS"
+                )
+            })
+            .map(|a| {
+                format!(
+                    "the camera's {} audio cannot be sent over WebRTC: browsers get video only",
+                    a.encoding
+                )
+            });
         ctx.status.send_modify(|st| {
+            if let Some(w) = &no_webrtc_audio {
+                st.warn(w);
+            }
             st.sdp = Some(redact_url(&sdp));
             st.server = server;
             st.video = Some(describe_video(params_from_sdp.as_ref()));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// What kind of receiver a session is.
@@ -181,9 +182,21 @@ pub struct SessionView {
 }
 
 /// The sessions of one camera.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SessionRegistry {
     sessions: Mutex<BTreeMap<String, Arc<Session>>>,
+    /// How many sessions there are, updated under the `sessions` lock (so
+    /// in order): what an on-demand camera waits on.
+    count: watch::Sender<usize>,
+}
+
+impl Default for SessionRegistry {
+    fn default() -> Self {
+        SessionRegistry {
+            sessions: Mutex::default(),
+            count: watch::Sender::new(0),
+        }
+    }
 }
 
 /// Removes its session from the registry when dropped.
@@ -202,7 +215,9 @@ impl SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.session.id);
+        let mut sessions = self.registry.lock();
+        sessions.remove(&self.session.id);
+        self.registry.count.send_replace(sessions.len());
     }
 }
 
@@ -214,7 +229,10 @@ impl SessionRegistry {
     /// Adds `session`; it stays until the guard drops.
     pub fn register(self: &Arc<Self>, session: Session) -> SessionGuard {
         let session = Arc::new(session);
-        self.lock().insert(session.id.clone(), session.clone());
+        let mut sessions = self.lock();
+        sessions.insert(session.id.clone(), session.clone());
+        self.count.send_replace(sessions.len());
+        drop(sessions);
         SessionGuard {
             registry: self.clone(),
             session,
@@ -234,6 +252,12 @@ impl SessionRegistry {
     /// Number of sessions of `kind`.
     pub fn count(&self, kind: SessionKind) -> usize {
         self.lock().values().filter(|s| s.kind == kind).count()
+    }
+
+    /// The number of sessions, as a watch that changes on every register
+    /// and every guard drop.
+    pub fn watch_count(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     /// Number of sessions.
@@ -275,5 +299,30 @@ mod tests {
         drop(g);
         assert!(reg.is_empty());
         assert!(reg.get(&id).is_none());
+    }
+
+    #[test]
+    fn count_watch_follows_registrations() {
+        let reg = Arc::new(SessionRegistry::default());
+        let mut count = reg.watch_count();
+        assert_eq!(*count.borrow_and_update(), 0);
+        let session = |kind| {
+            Session::new(
+                new_session_id(),
+                kind,
+                "cam".into(),
+                None,
+                CancellationToken::new(),
+            )
+        };
+        let a = reg.register(session(SessionKind::Viewer));
+        assert!(count.has_changed().unwrap());
+        assert_eq!(*count.borrow_and_update(), 1);
+        let b = reg.register(session(SessionKind::Rtp));
+        assert_eq!(*count.borrow_and_update(), 2);
+        drop(a);
+        assert_eq!(*count.borrow_and_update(), 1);
+        drop(b);
+        assert_eq!(*count.borrow_and_update(), 0);
     }
 }

@@ -18,7 +18,7 @@ pub const DAMAGE_KINDS: [&str; 6] = [
 ];
 
 /// Why a session ended and another was started (a bounded metrics label).
-pub const RECONNECT_REASONS: [&str; 12] = [
+pub const RECONNECT_REASONS: [&str; 14] = [
     "unreachable",
     "unauthorized",
     "not_found",
@@ -31,6 +31,8 @@ pub const RECONNECT_REASONS: [&str; 12] = [
     "io_error",
     "refresh_timeout",
     "redirect",
+    "restart",
+    "tls_error",
 ];
 
 /// Counters of one camera since the gateway started. Monotonic unless the
@@ -63,6 +65,18 @@ pub struct CameraStats {
     pub frames_received: AtomicU64,
     /// Video access units holding an IDR.
     pub keyframes_received: AtomicU64,
+    /// Gauge: smoothed interval between video frames as they arrive, in
+    /// microseconds (0 = unknown); the measured frame rate is its inverse.
+    pub frame_interval_us: AtomicU64,
+    /// Gauge: the measured keyframe interval (GOP duration), microseconds
+    /// (0 = unknown).
+    pub keyframe_interval_us: AtomicU64,
+    /// When the last video frame arrived, on the [`monotonic_us`] clock
+    /// (0 = never).
+    pub last_frame_us: AtomicU64,
+    /// When the last keyframe arrived, on the [`monotonic_us`] clock (0 =
+    /// never).
+    pub last_keyframe_us: AtomicU64,
     /// Damaged access units, any kind.
     pub frames_damaged: AtomicU64,
     /// Damaged access units by kind, indexed like [`DAMAGE_KINDS`].
@@ -114,7 +128,7 @@ pub struct CameraStats {
 }
 
 /// A plain copy of [`CameraStats`] for JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct StatsSnapshot {
     pub bytes_received: u64,
     pub rtp_packets_received: u64,
@@ -129,6 +143,13 @@ pub struct StatsSnapshot {
     pub framing_bytes_skipped: u64,
     pub frames_received: u64,
     pub keyframes_received: u64,
+    /// Measured frame rate (frames per second); 0 when no frame arrived
+    /// recently.
+    pub fps: f64,
+    /// Measured keyframe interval, seconds.
+    pub keyframe_interval_seconds: Option<f64>,
+    /// Time since the last keyframe arrived, seconds.
+    pub last_keyframe_age_seconds: Option<f64>,
     pub frames_damaged: u64,
     pub frames_damaged_by_kind: BTreeMap<&'static str, u64>,
     pub frames_dropped_damaged: u64,
@@ -155,7 +176,64 @@ pub struct StatsSnapshot {
     pub viewer_sessions: u64,
 }
 
+/// Microseconds on a monotonic clock that starts (at 1) when first read:
+/// for "how long ago" gauges, immune to wall-clock steps.
+pub fn monotonic_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    epoch.elapsed().as_micros() as u64 + 1
+}
+
+/// Longer gaps between frames are outages, not frame intervals.
+const MAX_FRAME_INTERVAL_US: u64 = 5_000_000;
+
 impl CameraStats {
+    /// Records the arrival of one video frame (after
+    /// `frames_received`/`keyframes_received` were counted): the frame-rate
+    /// average and the last (key)frame times.
+    pub fn note_frame(&self, keyframe: bool) {
+        let now = monotonic_us();
+        let last = self.last_frame_us.swap(now, Relaxed);
+        if last != 0 && now > last && now - last < MAX_FRAME_INTERVAL_US {
+            let dt = now - last;
+            let prev = self.frame_interval_us.load(Relaxed);
+            // An exponential average over about 16 frames: bursts (TCP,
+            // jitter buffer releases) average out.
+            let next = if prev == 0 { dt } else { (prev * 15 + dt) / 16 };
+            self.frame_interval_us.store(next, Relaxed);
+        }
+        if keyframe {
+            self.last_keyframe_us.store(now, Relaxed);
+        }
+    }
+
+    /// The measured frame rate: 0 when no frame arrived for two seconds (or
+    /// three intervals, if longer).
+    pub fn fps(&self) -> f64 {
+        let interval = self.frame_interval_us.load(Relaxed);
+        let last = self.last_frame_us.load(Relaxed);
+        if interval == 0 || last == 0 {
+            return 0.0;
+        }
+        let age = monotonic_us().saturating_sub(last);
+        if age > (3 * interval).max(2_000_000) {
+            return 0.0;
+        }
+        1e6 / interval as f64
+    }
+
+    /// Seconds since the last keyframe arrived, if one did.
+    pub fn last_keyframe_age_seconds(&self) -> Option<f64> {
+        let last = self.last_keyframe_us.load(Relaxed);
+        (last != 0).then(|| monotonic_us().saturating_sub(last) as f64 / 1e6)
+    }
+
+    /// The measured keyframe interval, seconds, once known.
+    pub fn keyframe_interval_seconds(&self) -> Option<f64> {
+        let us = self.keyframe_interval_us.load(Relaxed);
+        (us != 0).then(|| us as f64 / 1e6)
+    }
+
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
@@ -204,6 +282,11 @@ impl CameraStats {
             framing_bytes_skipped: self.framing_bytes_skipped.load(Relaxed),
             frames_received: self.frames_received.load(Relaxed),
             keyframes_received: self.keyframes_received.load(Relaxed),
+            fps: (self.fps() * 100.0).round() / 100.0,
+            keyframe_interval_seconds: self.keyframe_interval_seconds(),
+            last_keyframe_age_seconds: self
+                .last_keyframe_age_seconds()
+                .map(|s| (s * 1000.0).round() / 1000.0),
             frames_damaged: self.frames_damaged.load(Relaxed),
             frames_damaged_by_kind: by(&DAMAGE_KINDS, &self.frames_damaged_by_kind),
             frames_dropped_damaged: self.frames_dropped_damaged.load(Relaxed),

@@ -12,10 +12,17 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use access::{AuthConfig, HttpLimits, Role, TlsFiles, TokenConfig, UserConfig};
+
+mod access;
+mod credentials;
 mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod webrtc;
+
+pub use webrtc::{IceServer, WebrtcConfig};
 
 /// A configuration problem, with the place it was found.
 ///
@@ -43,6 +50,10 @@ pub enum ConfigError {
 pub struct Config {
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[auth]`: who may use the HTTP listener; no credentials when absent.
+    pub auth: AuthConfig,
+    /// `[webrtc]`: ICE and viewer limits.
+    pub webrtc: WebrtcConfig,
     /// `[[camera]]` entries, in file order, with `[defaults]` applied.
     pub cameras: Vec<CameraConfig>,
 }
@@ -51,7 +62,15 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     /// HTTP listener (API, SDP files, metrics). Default `127.0.0.1:8080`.
+    /// A non-loopback address needs credentials in `[auth]` or
+    /// `allow_unauthenticated`.
     pub listen: SocketAddr,
+    /// Serve without credentials on a non-loopback address. Default false.
+    pub allow_unauthenticated: bool,
+    /// HTTPS when set: certificate and key files, reloaded on SIGHUP.
+    pub tls: Option<TlsFiles>,
+    /// Body, header, timeout and connection limits.
+    pub limits: HttpLimits,
 }
 
 /// How to pull a camera.
@@ -180,6 +199,16 @@ pub struct CameraConfig {
     /// `[camera.faults]`: faults the simulator injects; only for `sim://`
     /// cameras, `None` when the table is absent.
     pub faults: Option<crate::sim::faults::Faults>,
+    /// `rtsps://` only: check the camera's certificate against the system's
+    /// trusted roots and its host name. Default true; false accepts any
+    /// certificate (self-signed cameras).
+    pub tls_verify: bool,
+    /// Pull the camera only while at least one session (viewer or RTP
+    /// consumer) wants it. Default false: always pulled.
+    pub on_demand: bool,
+    /// How long an on-demand camera keeps playing after its last session
+    /// left, 1..=86400 s, default [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
 }
 
 impl CameraConfig {
@@ -224,6 +253,9 @@ impl fmt::Debug for CameraConfig {
             refresh_timeout,
             onvif_url,
             faults,
+            tls_verify,
+            on_demand,
+            idle_timeout,
         } = self;
         let credentials = credentials.as_ref().map(|(user, _)| (user, "***"));
         f.debug_struct("CameraConfig")
@@ -241,6 +273,9 @@ impl fmt::Debug for CameraConfig {
             .field("refresh_timeout", refresh_timeout)
             .field("onvif_url", &onvif_url.as_ref().map(Url::as_str))
             .field("faults", faults)
+            .field("tls_verify", tls_verify)
+            .field("on_demand", on_demand)
+            .field("idle_timeout", idle_timeout)
             .finish()
     }
 }
@@ -270,6 +305,10 @@ pub const SOCKET_BUFFER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 65_536..=
 pub const REFRESH_TIMEOUT_RANGE_S: std::ops::RangeInclusive<f64> = 1.0..=600.0;
 /// The shortest automatic refresh timeout.
 pub const AUTO_REFRESH_TIMEOUT_MIN: Duration = Duration::from_secs(4);
+/// `idle_timeout` when the camera does not set it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Allowed `idle_timeout`, in seconds (up to a day).
+pub const IDLE_TIMEOUT_RANGE_S: std::ops::RangeInclusive<f64> = 1.0..=86_400.0;
 
 impl Config {
     /// The file `camgate` reads when no path is given: `cameras.toml` in the
@@ -293,6 +332,20 @@ impl Config {
     /// are read from the process environment.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         validate::parse(text, file, &|name| std::env::var_os(name))
+    }
+
+    /// Validates `text` (the main file, named `file`) followed by `extra`
+    /// (text, file name): a file of `[[camera]]` tables only, such as the
+    /// cameras added through the HTTP API. The main file's `[defaults]`
+    /// apply to them; ids and RTP ports must be unique across both files;
+    /// errors name the file they are in. Its cameras come after the main
+    /// file's.
+    pub fn parse_layered(
+        text: &str,
+        file: &str,
+        extra: (&str, &str),
+    ) -> Result<Config, ConfigError> {
+        validate::parse_layered(text, file, Some(extra), &|name| std::env::var_os(name))
     }
 
     /// What `camgate check` prints on success: a line for the listener, then

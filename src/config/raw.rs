@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::access::Role;
 use super::{OnDamage, TransportMode};
 
 /// The top level of `cameras.toml`.
@@ -18,6 +19,10 @@ pub(super) struct RawFile {
     pub server: Option<Spanned<RawServer>>,
     /// `[defaults]`; optional.
     pub defaults: Option<Spanned<RawDefaults>>,
+    /// `[auth]`; optional, no credentials when absent.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// `[webrtc]`; optional.
+    pub webrtc: Option<Spanned<super::webrtc::RawWebrtc>>,
     /// `[[camera]]`; none is a valid (if idle) gateway.
     #[serde(default)]
     pub camera: Vec<Spanned<RawCamera>>,
@@ -29,6 +34,76 @@ pub(super) struct RawFile {
 pub(super) struct RawServer {
     /// `IP:port` of the HTTP listener.
     pub listen: Option<Spanned<String>>,
+    /// Serve without credentials on a non-loopback address.
+    pub allow_unauthenticated: Option<Spanned<bool>>,
+    /// PEM certificate chain; needs `tls_key`.
+    pub tls_cert: Option<Spanned<String>>,
+    /// PEM private key; needs `tls_cert`.
+    pub tls_key: Option<Spanned<String>>,
+    /// Bytes; range-checked later.
+    pub max_body_bytes: Option<Spanned<i64>>,
+    /// Bytes; range-checked later.
+    pub max_header_bytes: Option<Spanned<i64>>,
+    /// Seconds; range-checked later.
+    pub header_timeout: Option<Spanned<Number>>,
+    /// Seconds; range-checked later.
+    pub idle_timeout: Option<Spanned<Number>>,
+    /// Seconds; range-checked later.
+    pub request_timeout: Option<Spanned<Number>>,
+    /// Range-checked later.
+    pub max_connections: Option<Spanned<i64>>,
+    /// Range-checked later.
+    pub max_connections_per_ip: Option<Spanned<i64>>,
+    /// Range-checked later.
+    pub max_whep_negotiations: Option<Spanned<i64>>,
+}
+
+/// `[auth]`: credentials for the HTTP listener.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    /// `/metrics` without credentials.
+    pub public_metrics: Option<bool>,
+    /// Range-checked later.
+    pub max_failures: Option<Spanned<i64>>,
+    /// Seconds; range-checked later.
+    pub lockout: Option<Spanned<Number>>,
+    /// `[[auth.token]]`.
+    #[serde(default)]
+    pub token: Vec<Spanned<RawToken>>,
+    /// `[[auth.user]]`.
+    #[serde(default)]
+    pub user: Vec<Spanned<RawUser>>,
+}
+
+/// One `[[auth.token]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    /// For logs; default `token #N`.
+    pub name: Option<Spanned<String>>,
+    /// The secret; excludes `token_env`.
+    pub token: Option<Spanned<String>>,
+    /// Name of an environment variable holding the secret.
+    pub token_env: Option<Spanned<String>>,
+    /// Required.
+    pub role: Spanned<Role>,
+    /// Viewer only; default all cameras.
+    pub cameras: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `[[auth.user]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    /// Required.
+    pub name: Spanned<String>,
+    /// Required; a PHC string.
+    pub password_hash: Spanned<String>,
+    /// Required.
+    pub role: Spanned<Role>,
+    /// Viewer only; default all cameras.
+    pub cameras: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[defaults]`: values for cameras that do not set them.
@@ -67,6 +142,9 @@ pub(super) struct RawCamera {
     pub password: Option<Spanned<String>>,
     /// Name of an environment variable holding the password.
     pub password_env: Option<Spanned<String>>,
+    /// A file holding `username:password`, mode 0600, owned by the user
+    /// camgate runs as; excludes every other way of giving credentials.
+    pub credentials_file: Option<Spanned<String>>,
     /// Overrides `[defaults] rtp_payload_size`.
     pub rtp_payload_size: Option<Spanned<i64>>,
     /// Overrides `[defaults] network_cache_ms`.
@@ -79,6 +157,13 @@ pub(super) struct RawCamera {
     pub refresh_timeout: Option<Spanned<Number>>,
     /// ONVIF device service URL; checked later.
     pub onvif_url: Option<Spanned<String>>,
+    /// `rtsps://` only; default true.
+    pub tls_verify: Option<Spanned<bool>>,
+    /// Pull the camera only while a viewer or consumer wants it.
+    pub on_demand: Option<bool>,
+    /// Seconds an on-demand camera keeps playing with nobody watching;
+    /// range-checked later.
+    pub idle_timeout: Option<Spanned<Number>>,
     /// `[[camera.rtp_out]]`.
     #[serde(default)]
     pub rtp_out: Vec<Spanned<RawRtpOut>>,
@@ -172,9 +257,9 @@ pub(super) fn describe(err: &toml::de::Error, text: &str) -> (String, Option<usi
             None => message.to_owned(),
         }
     } else if let Some((field, table)) = keys.split_last() {
-        if field == "password" {
+        if field == "password" || field == "token" {
             // serde would quote the wrong value, which may be the password.
-            format!("field `password` {}: must be a string", section(table))
+            format!("field `{field}` {}: must be a string", section(table))
         } else {
             format!("field `{field}` {}: {message}", section(table))
         }
@@ -207,7 +292,12 @@ fn keys_of(err: &toml::de::Error) -> Vec<String> {
 /// the top level".
 fn section(keys: &[String]) -> String {
     /// The arrays of tables of the schema.
-    const ARRAYS: [&[&str]; 2] = [&["camera"], &["camera", "rtp_out"]];
+    const ARRAYS: [&[&str]; 4] = [
+        &["camera"],
+        &["camera", "rtp_out"],
+        &["auth", "token"],
+        &["auth", "user"],
+    ];
     if keys.is_empty() {
         "at the top level".to_owned()
     } else if ARRAYS

@@ -87,6 +87,10 @@ id = "demo"
 url = "sim://lobby"
 username = "admin"
 password = "s3cret"
+
+[[auth.token]]
+token = "0123456789abcdef0123"
+role = "admin"
 "#;
 
 #[test]
@@ -192,12 +196,12 @@ fn unknown_fields() {
     assert_err(
         "# top\nlisten = \"x\"\n",
         2,
-        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `camera`"],
+        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `auth`, `webrtc`, `camera`"],
     );
     assert_err(
         "[server]\nlisten = \"127.0.0.1:1\"\nport = 1\n",
         3,
-        &["unknown field `port` in [server], expected `listen`"],
+        &["unknown field `port` in [server], expected one of `listen`, `allow_unauthenticated`"],
     );
     assert_err(
         "[defaults]\nenabled = false\n",
@@ -320,7 +324,7 @@ fn toml_syntax_errors() {
 fn listen() {
     assert_eq!(
         ok("[server]\nlisten = \"[::1]:0\"\n").server.listen,
-        "[::1]:0".parse().unwrap()
+        "[::1]:0".parse::<SocketAddr>().unwrap()
     );
     assert_err(
         "[server]\nlisten = \"localhost:8080\"\n",
@@ -365,13 +369,9 @@ fn urls() {
     assert_eq!(line, 3);
     assert_eq!(
         message,
-        "camera \"lobby\": field `url`: scheme \"http\" is not supported (use rtsp:// or sim://)"
+        "camera \"lobby\": field `url`: scheme \"http\" is not supported (use rtsp://, rtsps:// or sim://)"
     );
-    assert_err(
-        &with_url("rtsps://h/"),
-        3,
-        &["rtsps:// is not supported yet"],
-    );
+    assert_err(&with_url("rtsps:///path"), 3, &["rtsps:// URL has no host"]);
     assert_err(&with_url("rtsp:///path"), 3, &["rtsp:// URL has no host"]);
     assert_err(&with_url("rtsp:/path"), 3, &["no host"]);
     assert_err(&with_url("sim://"), 3, &["sim://NAME"]);
@@ -526,7 +526,7 @@ fn rtp_out_destinations() {
     let c = ok(&with_dest("[ff02::1]:5004"));
     assert_eq!(
         c.cameras[0].rtp_out[0].destination,
-        "[ff02::1]:5004".parse().unwrap()
+        "[ff02::1]:5004".parse::<SocketAddr>().unwrap()
     );
     ok(&with_dest("192.0.2.9:65532"));
 

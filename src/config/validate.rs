@@ -13,7 +13,7 @@ use url::Url;
 
 use super::raw::{self, Number, RawCamera, RawDefaults, RawFaults, RawFile, RawRtpOut};
 use super::{
-    CameraConfig, Config, ConfigError, OnDamage, RtpOut, ServerConfig, TransportMode,
+    access, CameraConfig, Config, ConfigError, OnDamage, RtpOut, ServerConfig, TransportMode,
     DEFAULT_LISTEN, DEFAULT_RTP_PAYLOAD_SIZE, DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TRANSPORT,
     NETWORK_CACHE_MS_RANGE, REFRESH_TIMEOUT_RANGE_S, RTP_PAYLOAD_SIZE_RANGE,
     SOCKET_BUFFER_BYTES_RANGE,
@@ -33,54 +33,121 @@ const STALL_MS_RANGE: RangeInclusive<i64> = 0..=60_000;
 
 /// Parses and validates `text`; `file` names it in errors.
 pub(super) fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-    let src = Source { text, file };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let (message, offset) = raw::describe(&e, text);
-        src.invalid(offset.unwrap_or(0), message)
-    })?;
+    parse_layered(text, file, None, env)
+}
 
-    let listen = match raw.server.map(Spanned::into_inner).and_then(|s| s.listen) {
-        Some(listen) => parse_listen(&listen, &src)?,
-        None => DEFAULT_LISTEN,
+/// Parses `text` as [`parse`] does, followed by the `[[camera]]` tables of
+/// `extra` (text, file name): a second file holding cameras only, to which
+/// the first file's `[defaults]` apply, with ids and RTP ports unique
+/// across both files.
+pub(super) fn parse_layered(
+    text: &str,
+    file: &str,
+    extra: Option<(&str, &str)>,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    let src = Source { text, file };
+    let raw = read_raw(&src)?;
+    let extra = match extra {
+        Some((extra_text, extra_file)) => {
+            let src = Source {
+                text: extra_text,
+                file: extra_file,
+            };
+            let raw = read_raw(&src)?;
+            let misplaced = [
+                raw.server.as_ref().map(|s| (s.span().start, "[server]")),
+                raw.defaults
+                    .as_ref()
+                    .map(|d| (d.span().start, "[defaults]")),
+                raw.auth.as_ref().map(|a| (a.span().start, "[auth]")),
+                raw.webrtc.as_ref().map(|w| (w.span().start, "[webrtc]")),
+            ];
+            if let Some((offset, table)) = misplaced.into_iter().flatten().next() {
+                return Err(src.invalid(
+                    offset,
+                    format!("{table} belongs in {file}; this file holds [[camera]] tables only"),
+                ));
+            }
+            Some((raw.camera, src))
+        }
+        None => None,
     };
 
+    let server = raw.server.map(Spanned::into_inner);
+    let listen = match server.as_ref().and_then(|s| s.listen.as_ref()) {
+        Some(listen) => parse_listen(listen, &src)?,
+        None => DEFAULT_LISTEN,
+    };
+    let auth = access::auth(raw.auth.as_ref().map(Spanned::get_ref), &src, env)?;
+    let (allow_unauthenticated, tls, limits) =
+        access::server(server.as_ref(), listen, &auth, &src)?;
+
+    let webrtc = super::webrtc::webrtc(raw.webrtc.as_ref().map(Spanned::get_ref), &src)?;
     let defaults = match raw.defaults.map(Spanned::into_inner) {
         Some(d) => defaults(&d, &src)?,
         None => Defaults::builtin(),
     };
 
-    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut ids: HashMap<String, (&str, usize)> = HashMap::new();
     let mut ports: HashMap<SocketAddr, PortUse> = HashMap::new();
     let mut cameras = Vec::with_capacity(raw.camera.len());
-    for (i, cam) in raw.camera.into_iter().enumerate() {
-        let line = src.line(cam.span().start);
-        let cam = cam.into_inner();
-        let id = check_id(&cam.id, i + 1, &src)?;
-        let id_line = src.line(cam.id.span().start);
-        if let Some(first) = ids.insert(id.clone(), id_line) {
-            return Err(src.invalid(
-                cam.id.span().start,
-                format!("camera id {id:?} is used twice (first at line {first})"),
-            ));
+    let layers = std::iter::once((raw.camera, src)).chain(extra);
+    let mut n = 0;
+    for (tables, src) in layers {
+        for cam in tables {
+            n += 1;
+            let line = src.line(cam.span().start);
+            let cam = cam.into_inner();
+            let id = check_id(&cam.id, n, &src)?;
+            let id_line = src.line(cam.id.span().start);
+            if let Some((first_file, first)) = ids.insert(id.clone(), (src.file, id_line)) {
+                let at = if first_file == src.file {
+                    format!("line {first}")
+                } else {
+                    format!("{first_file}:{first}")
+                };
+                return Err(src.invalid(
+                    cam.id.span().start,
+                    format!("camera id {id:?} is used twice (first at {at})"),
+                ));
+            }
+            cameras.push(camera(cam, id, line, &defaults, &mut ports, &src, env)?);
         }
-        cameras.push(camera(cam, id, line, &defaults, &mut ports, &src, env)?);
     }
 
     Ok(Config {
-        server: ServerConfig { listen },
+        server: ServerConfig {
+            listen,
+            allow_unauthenticated,
+            tls,
+            limits,
+        },
+        auth,
+        webrtc,
         cameras,
     })
 }
 
+/// The raw tables of a file, or its first syntax or schema error.
+fn read_raw(src: &Source<'_>) -> Result<RawFile, ConfigError> {
+    toml::from_str(src.text).map_err(|e| {
+        let (message, offset) = raw::describe(&e, src.text);
+        src.invalid(offset.unwrap_or(0), message)
+    })
+}
+
 /// The text being parsed, to turn byte offsets into errors with lines.
-struct Source<'a> {
-    text: &'a str,
-    file: &'a str,
+pub(super) struct Source<'a> {
+    pub(super) text: &'a str,
+    /// The file name, as given (relative paths in the file are resolved
+    /// against its directory).
+    pub(super) file: &'a str,
 }
 
 impl Source<'_> {
     /// 1-based line of a byte offset (offsets past the end count as the end).
-    fn line(&self, offset: usize) -> usize {
+    pub(super) fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         1 + self.text.as_bytes()[..end]
             .iter()
@@ -88,7 +155,7 @@ impl Source<'_> {
             .count()
     }
 
-    fn invalid(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+    pub(super) fn invalid(&self, offset: usize, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             line: self.line(offset),
@@ -98,7 +165,13 @@ impl Source<'_> {
 
     /// An error about `field`, at `value`; `who` is a prefix such as
     /// `camera "lobby": ` or `[server] `.
-    fn field<T>(&self, value: &Spanned<T>, who: &str, field: &str, what: &str) -> ConfigError {
+    pub(super) fn field<T>(
+        &self,
+        value: &Spanned<T>,
+        who: &str,
+        field: &str,
+        what: &str,
+    ) -> ConfigError {
         self.invalid(value.span().start, format!("{who}field `{field}`: {what}"))
     }
 }
@@ -193,7 +266,7 @@ fn payload_size(value: &Spanned<i64>, who: &str, src: &Source<'_>) -> Result<usi
 
 /// An integer `field` that must lie in `range`, converted to `T` (which
 /// holds every value of `range`).
-fn int_in<T: TryFrom<i64>>(
+pub(super) fn int_in<T: TryFrom<i64>>(
     value: &Spanned<i64>,
     range: &RangeInclusive<i64>,
     who: &str,
@@ -212,7 +285,7 @@ fn int_in<T: TryFrom<i64>>(
 
 /// A number `field` (integer or float) for which `ok` holds; otherwise an
 /// error saying "VALUE `rule`". NaN never passes a range check.
-fn number_where(
+pub(super) fn number_where(
     value: &Spanned<Number>,
     ok: impl Fn(f64) -> bool,
     rule: &str,
@@ -279,6 +352,21 @@ fn refresh_timeout(
     );
     let ok = |v: f64| REFRESH_TIMEOUT_RANGE_S.contains(&v);
     let secs = number_where(value, ok, &rule, who, "refresh_timeout", src)?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn idle_timeout(
+    value: &Spanned<Number>,
+    who: &str,
+    src: &Source<'_>,
+) -> Result<Duration, ConfigError> {
+    let rule = format!(
+        "is out of range {}..={} (seconds)",
+        super::IDLE_TIMEOUT_RANGE_S.start(),
+        super::IDLE_TIMEOUT_RANGE_S.end()
+    );
+    let ok = |v: f64| super::IDLE_TIMEOUT_RANGE_S.contains(&v);
+    let secs = number_where(value, ok, &rule, who, "idle_timeout", src)?;
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -371,7 +459,14 @@ fn faults(raw: &RawFaults, who: &str, src: &Source<'_>) -> Result<Faults, Config
 /// index, to name a camera whose id cannot be used.
 fn check_id(id: &Spanned<String>, n: usize, src: &Source<'_>) -> Result<String, ConfigError> {
     let who = format!("camera #{n}: ");
-    let s = id.get_ref();
+    match id_problem(id.get_ref()) {
+        None => Ok(id.get_ref().clone()),
+        Some(problem) => Err(src.field(id, &who, "id", &problem)),
+    }
+}
+
+/// What is wrong with the spelling of a camera id, if anything.
+pub(super) fn id_problem(s: &str) -> Option<String> {
     let problem = if s.is_empty() {
         "is empty".to_owned()
     } else if s.chars().count() > MAX_ID_LEN {
@@ -387,9 +482,9 @@ fn check_id(id: &Spanned<String>, n: usize, src: &Source<'_>) -> Result<String, 
     } else if s == "." || s == ".." {
         format!("{s:?} is reserved (it is a relative path)")
     } else {
-        return Ok(s.clone());
+        return None;
     };
-    Err(src.field(id, &who, "id", &problem))
+    Some(problem)
 }
 
 fn camera(
@@ -420,6 +515,10 @@ fn camera(
         Some(v) => Some(refresh_timeout(v, &who, src)?),
         None => defaults.refresh_timeout,
     };
+    let idle_timeout = match &cam.idle_timeout {
+        Some(v) => idle_timeout(v, &who, src)?,
+        None => super::DEFAULT_IDLE_TIMEOUT,
+    };
     let onvif_url = cam
         .onvif_url
         .as_ref()
@@ -436,6 +535,17 @@ fn camera(
             return Err(src.invalid(table.span().start, what));
         }
         Some(table) => Some(faults(table.get_ref(), &who, src)?),
+    };
+    let tls_verify = match &cam.tls_verify {
+        None => true,
+        Some(v) if url.scheme() == "rtsps" => *v.get_ref(),
+        Some(v) => {
+            let what = format!(
+                "applies to rtsps:// cameras only; this one is {}://",
+                url.scheme()
+            );
+            return Err(src.field(v, &who, "tls_verify", &what));
+        }
     };
     let enabled = cam.enabled.unwrap_or(true);
     let mut rtp_out = Vec::with_capacity(cam.rtp_out.len());
@@ -470,6 +580,9 @@ fn camera(
         refresh_timeout,
         onvif_url,
         faults,
+        tls_verify,
+        on_demand: cam.on_demand.unwrap_or(false),
+        idle_timeout,
     })
 }
 
@@ -484,7 +597,7 @@ fn camera_url(
     // url's messages never quote the input, which may hold a password.
     let mut url = Url::parse(value.get_ref()).map_err(|e| {
         err(&format!(
-            "not a valid URL ({e}); expected rtsp://host[:port]/path or sim://NAME"
+            "not a valid URL ({e}); expected rtsp://host[:port]/path, rtsps://host[:port]/path or sim://NAME"
         ))
     })?;
     match url.scheme() {
@@ -498,10 +611,14 @@ fn camera_url(
                 return Err(err("sim:// URL has no simulator name (write sim://NAME)"));
             }
         }
-        "rtsps" => return Err(err("rtsps:// is not supported yet (use rtsp://)")),
+        "rtsps" => {
+            if url.host_str().is_none_or(|h| h.is_empty()) {
+                return Err(err("rtsps:// URL has no host"));
+            }
+        }
         other => {
             return Err(err(&format!(
-                "scheme {other:?} is not supported (use rtsp:// or sim://)"
+                "scheme {other:?} is not supported (use rtsp://, rtsps:// or sim://)"
             )))
         }
     }
@@ -533,7 +650,8 @@ fn camera_url(
     Ok((url, Some((username, password))))
 }
 
-/// Combines URL credentials with `username`, `password` and `password_env`.
+/// Combines URL credentials with `username`, `password`, `password_env`
+/// and `credentials_file`.
 fn credentials(
     cam: &RawCamera,
     from_url: Option<(String, String)>,
@@ -541,6 +659,28 @@ fn credentials(
     src: &Source<'_>,
     env: EnvLookup<'_>,
 ) -> Result<Option<(String, String)>, ConfigError> {
+    if let Some(file) = &cam.credentials_file {
+        let field = |what: &str| src.field(file, who, "credentials_file", what);
+        if from_url.is_some() {
+            return Err(field(
+                "is set and the url has credentials too; give them in one place",
+            ));
+        }
+        if cam.username.is_some() || cam.password.is_some() || cam.password_env.is_some() {
+            return Err(field(
+                "excludes `username`, `password` and `password_env` (the file holds username:password)",
+            ));
+        }
+        if file.get_ref().is_empty() {
+            return Err(field("is empty"));
+        }
+        let path = super::credentials::resolve(file.get_ref(), src.file);
+        let (user, password) = super::credentials::read(&path).map_err(|e| field(&e))?;
+        if let Some(problem) = username_problem(&user) {
+            return Err(field(&format!("the user name {problem}")));
+        }
+        return Ok(Some((user, password)));
+    }
     if from_url.is_some() {
         if cam.username.is_some() || cam.password.is_some() || cam.password_env.is_some() {
             return Err(src.field(

@@ -1,4 +1,5 @@
-//! Where camera media goes: plain RTP to configured consumers (and, later,
-//! WebRTC viewers).
+//! Where camera media goes: plain RTP to configured consumers, and WebRTC
+//! viewers over WHEP.
 
 pub mod rtp;
+pub mod webrtc;

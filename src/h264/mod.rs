@@ -49,11 +49,14 @@ pub struct AccessUnit {
 }
 
 impl AccessUnit {
-    /// True when the picture holds an IDR slice.
+    /// True when the picture holds an IDR slice (a NAL unit of type 5 whose
+    /// forbidden_zero_bit is clear: one with it set is invalid, not a
+    /// keyframe, as the analyzer judges it too).
     pub fn is_idr(&self) -> bool {
-        self.nals
-            .iter()
-            .any(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::IDR))
+        self.nals.iter().any(|n| {
+            n.first()
+                .is_some_and(|b| b & 0x80 == 0 && b & 0x1f == nal_type::IDR)
+        })
     }
 
     /// Total payload bytes of all NAL units.
@@ -160,6 +163,22 @@ mod tests {
     use super::*;
 
     const SPROP: &str = "Z0LAHtkDxWhAAAADAEAAAAwDxYuS,aMuMsg==";
+
+    /// Found by the h264_analyzer fuzz target: a type-5 NAL unit with the
+    /// forbidden bit set counted as a keyframe for consumers but not for
+    /// the analyzer.
+    #[test]
+    fn forbidden_bit_is_not_an_idr() {
+        let au = |header: u8| AccessUnit {
+            timestamp: 0,
+            nals: vec![Bytes::from(vec![header, 0x88])],
+            damaged: false,
+            loss_before: false,
+        };
+        assert!(au(0x65).is_idr());
+        assert!(!au(0xe5).is_idr());
+        assert!(!au(0x41).is_idr());
+    }
 
     #[test]
     fn sprop_round_trip() {

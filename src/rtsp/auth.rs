@@ -22,14 +22,26 @@ pub enum AuthError {
     CannotRespond(String),
 }
 
-/// The credentials and the challenge currently answered.
-#[derive(Debug)]
+/// The credentials and the challenge currently answered. `Debug` shows
+/// the password as `***`.
 pub struct Authenticator {
     /// User name and password, if configured.
     credentials: Option<(String, String)>,
     /// The accepted challenge; kept so every later request carries an
     /// answer (Digest with an increasing nonce count).
     client: Option<PasswordClient>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field(
+                "credentials",
+                &crate::redact::Credentials(&self.credentials),
+            )
+            .field("active", &self.client.is_some())
+            .finish()
+    }
 }
 
 impl Authenticator {

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use url::Url;
 
 use super::auth::{AuthError, Authenticator};
-use super::framer::{Framer, Item};
+use super::framer::{quote_limit, Framer, Item};
 use super::message::{Request, Response};
 use super::sdp::{self, Presentation};
 use super::transport::{parse_rtp_info, SessionHeader, Transport};
@@ -32,9 +32,21 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FRAME_HOLD: Duration = Duration::from_millis(5);
 /// Session timeout when the camera announces none (RFC 2326 section 12.37).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest SDP accepted in a DESCRIBE answer. Real ones are a few KiB; the
+/// SDP is kept in the camera's status and shown by the API.
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+/// Most bytes a camera may send per second, averaged over
+/// [`INGEST_WINDOW`]: 64 MiB/s (512 Mbit/s), several times what any camera
+/// stream needs. More is a faulty or hostile camera flooding the
+/// connection, which would otherwise take a whole CPU core from the others.
+pub const MAX_INGEST_BYTES_PER_SEC: u64 = 64 << 20;
+/// The window over which [`MAX_INGEST_BYTES_PER_SEC`] is measured; long
+/// enough that a full receive buffer delivered at once after a network
+/// stall (at most 64 MiB, `socket_buffer_bytes`) stays below the limit.
+pub const INGEST_WINDOW: Duration = Duration::from_secs(2);
 
-/// Settings for one RTSP session.
-#[derive(Clone, Debug)]
+/// Settings for one RTSP session. `Debug` shows the password as `***`.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The camera URL, with credentials removed.
     pub url: Url,
@@ -42,6 +54,21 @@ pub struct ClientConfig {
     pub credentials: Option<(String, String)>,
     /// `User-Agent` header value.
     pub user_agent: String,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ClientConfig {
+            url,
+            credentials,
+            user_agent,
+        } = self;
+        f.debug_struct("ClientConfig")
+            .field("url", &crate::redact::redact_url(url.as_str()))
+            .field("credentials", &crate::redact::Credentials(credentials))
+            .field("user_agent", user_agent)
+            .finish()
+    }
 }
 
 /// How one stream should be delivered, chosen by the driver for SETUP.
@@ -120,6 +147,16 @@ pub enum ClientError {
         method: String,
         cseq: u32,
         secs: u64,
+    },
+    /// The camera sent more than [`MAX_INGEST_BYTES_PER_SEC`].
+    #[error("the camera sent {mib} MiB within {secs} s, more than the {limit_mib} MiB/s limit: a flood, not a video stream")]
+    Flood {
+        /// MiB received in the window.
+        mib: u64,
+        /// The window, in seconds.
+        secs: u64,
+        /// [`MAX_INGEST_BYTES_PER_SEC`] in MiB/s.
+        limit_mib: u64,
     },
 }
 
@@ -208,6 +245,8 @@ pub struct Client {
     tearing_down: bool,
     /// The `Server` header of the camera's answers.
     server: Option<String>,
+    /// Start of the current [`INGEST_WINDOW`] and the bytes received in it.
+    ingest: Option<(Instant, u64)>,
 }
 
 /// Header values we write must not break the message.
@@ -241,6 +280,7 @@ impl Client {
             keepalive_method: "GET_PARAMETER",
             tearing_down: false,
             server: None,
+            ingest: None,
         };
         let url = client.config.url.clone();
         client.send(Purpose::Options, "OPTIONS", url, Vec::new(), now, false);
@@ -251,6 +291,9 @@ impl Client {
     /// [`Client::poll_event`] and [`Client::poll_transmit`].
     pub fn handle_input(&mut self, data: &[u8], now: Instant) {
         if self.state == State::Done {
+            return;
+        }
+        if self.flooded(data.len(), now) {
             return;
         }
         self.framer.push(data);
@@ -264,7 +307,17 @@ impl Client {
                 }
                 Item::Response(r) => self.on_response(r, now),
                 Item::Request(r) => self.on_request(&r),
-                Item::Error(e) => self.fail(ClientError::Protocol(e.to_string())),
+                Item::Error(e) => {
+                    // Name the request in flight: usually its answer broke.
+                    let what = match self.pending.first() {
+                        Some(p) => format!(
+                            "waiting for the answer to {} (CSeq {}): {e}",
+                            p.method, p.cseq
+                        ),
+                        None => e.to_string(),
+                    };
+                    self.fail(ClientError::Protocol(what));
+                }
             }
         }
         self.held_deadline = match (self.framer.holding(), self.held_deadline) {
@@ -420,6 +473,29 @@ impl Client {
         self.framer.resyncs()
     }
 
+    /// Counts `n` bytes received at `now`; fails the session and returns
+    /// true when the window's total passes the ingest limit.
+    fn flooded(&mut self, n: usize, now: Instant) -> bool {
+        let (start, bytes) = match self.ingest {
+            Some((start, bytes)) if now.saturating_duration_since(start) < INGEST_WINDOW => {
+                (start, bytes)
+            }
+            _ => (now, 0),
+        };
+        let bytes = bytes + n as u64;
+        self.ingest = Some((start, bytes));
+        let limit = MAX_INGEST_BYTES_PER_SEC * INGEST_WINDOW.as_secs();
+        if bytes <= limit {
+            return false;
+        }
+        self.fail(ClientError::Flood {
+            mib: bytes >> 20,
+            secs: INGEST_WINDOW.as_secs(),
+            limit_mib: MAX_INGEST_BYTES_PER_SEC >> 20,
+        });
+        true
+    }
+
     fn keepalive_interval(&self) -> Duration {
         (self.session_timeout / 2).max(Duration::from_secs(1))
     }
@@ -561,7 +637,7 @@ impl Client {
 
     fn on_response(&mut self, r: Response, now: Instant) {
         if let Some(s) = r.headers.get("Server") {
-            self.server = Some(s.to_string());
+            self.server = Some(quote_limit(s));
         }
         // Match by CSeq; an answer without one (seen from cheap firmware)
         // can only be for the sole request in flight.
@@ -657,6 +733,12 @@ impl Client {
 
     fn on_described(&mut self, r: Response) {
         let h = &r.headers;
+        if r.body.len() > MAX_SDP_BYTES {
+            return self.fail(ClientError::Protocol(format!(
+                "DESCRIBE answer: SDP of {} bytes exceeds the {MAX_SDP_BYTES} byte limit",
+                r.body.len()
+            )));
+        }
         let base = sdp::base_url(
             &self.config.url,
             h.get("Content-Base"),
@@ -768,7 +850,7 @@ fn status_error(p: &Pending, r: &Response) -> ClientError {
         method: p.method.to_string(),
         cseq: p.cseq,
         status: r.status,
-        reason: r.reason.clone(),
+        reason: quote_limit(&r.reason),
     }
 }
 

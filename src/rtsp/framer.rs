@@ -25,6 +25,25 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Largest accepted message body (`Content-Length`).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Longest piece of camera text quoted in an error: errors end up in logs
+/// and the API, where a camera must not be able to write kilobytes.
+pub const MAX_QUOTE_CHARS: usize = 120;
+
+/// At most [`MAX_QUOTE_CHARS`] of `s`, with `...` when cut, and control
+/// characters replaced by U+FFFD: `{:?}` would print each of those as up
+/// to 10 characters (`\u{7f}`), letting a camera inflate a quote tenfold.
+pub(crate) fn quote_limit(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_QUOTE_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if s.chars().nth(MAX_QUOTE_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Where scanning resumes after garbage: a frame, or a response line.
 const RESYNC_RESPONSE: &[u8] = b"RTSP/1.0";
 
@@ -67,7 +86,7 @@ pub enum Item {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FramerError {
     /// No end of header section within [`MAX_HEADER_BYTES`].
-    #[error("RTSP header section longer than {limit} bytes")]
+    #[error("RTSP header section longer than {limit} bytes (no empty line ends it)")]
     HeaderTooLarge {
         /// The limit that was exceeded.
         limit: usize,
@@ -80,10 +99,11 @@ pub enum FramerError {
         /// The limit that was exceeded.
         limit: usize,
     },
-    /// The first line is neither a status line nor a request line.
+    /// The first line is neither a status line nor a request line (at most
+    /// [`MAX_QUOTE_CHARS`] of it).
     #[error("bad RTSP start line {0:?}")]
     BadStartLine(String),
-    /// `Content-Length` is not a number.
+    /// `Content-Length` is not a number (at most [`MAX_QUOTE_CHARS`] of it).
     #[error("bad Content-Length {0:?}")]
     BadContentLength(String),
 }
@@ -490,14 +510,14 @@ impl Framer {
             Ok(parsed) => parsed,
             Err(line) => {
                 self.discard_message(head_len);
-                return Some(Item::Error(FramerError::BadStartLine(line)));
+                return Some(Item::Error(FramerError::BadStartLine(quote_limit(&line))));
             }
         };
         let body_len = match headers.content_length() {
             Ok(len) => len.unwrap_or(0),
             Err(v) => {
                 self.discard_message(head_len);
-                return Some(Item::Error(FramerError::BadContentLength(v)));
+                return Some(Item::Error(FramerError::BadContentLength(quote_limit(&v))));
             }
         };
         if body_len > MAX_BODY_BYTES {
@@ -753,6 +773,25 @@ mod tests {
             f.poll(),
             Some(Item::Error(FramerError::BadContentLength("x".into())))
         );
+    }
+
+    /// Found by the rtsp_framer fuzz target: `{:?}` escaped the control
+    /// characters of a quoted start line to 8 times its length.
+    #[test]
+    fn quoted_camera_text_stays_short() {
+        let mut f = Framer::new();
+        let mut line = b"RTSP/1.0 ".to_vec();
+        line.extend([0x7f; 5000]);
+        line.extend(b" 200 OK\r\n\r\n");
+        f.push(&line);
+        let Some(Item::Error(e)) = f.poll() else {
+            panic!("no error")
+        };
+        let text = e.to_string();
+        assert!(text.chars().count() < 2 * MAX_QUOTE_CHARS + 40, "{text}");
+        assert!(text.ends_with("...\""), "{text}");
+        assert_eq!(quote_limit("a\r\nb"), "a\u{fffd}\u{fffd}b");
+        assert_eq!(quote_limit("short"), "short");
     }
 
     #[test]

@@ -142,8 +142,8 @@ pub fn base_url(
 pub fn join_control(base: &Url, control: &str) -> Result<Url, SdpError> {
     let control = control.trim();
     let bad = || SdpError::BadControl {
-        control: control.to_string(),
-        base: base.to_string(),
+        control: super::framer::quote_limit(control),
+        base: super::framer::quote_limit(base.as_str()),
     };
     if control.is_empty() || control == "*" {
         return Ok(base.clone());

@@ -8,7 +8,8 @@ use md5::{Digest as _, Md5};
 pub(crate) const REALM: &str = "camgate-sim";
 
 /// Checks `Authorization` headers against one user name and password.
-#[derive(Debug, Clone)]
+/// `Debug` shows the password as `***`.
+#[derive(Clone)]
 pub(crate) struct Authenticator {
     /// Expected user name.
     user: String,
@@ -16,6 +17,16 @@ pub(crate) struct Authenticator {
     password: String,
     /// The server's nonce; one per server is enough for a loopback sim.
     nonce: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
 }
 
 impl Authenticator {

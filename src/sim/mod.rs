@@ -30,8 +30,8 @@ pub use clip::{clip_info, ClipInfo};
 pub use control::{FaultCounts, FaultStats, KeyframeTrigger};
 pub use faults::Faults;
 
-/// Settings of a sim server.
-#[derive(Clone, Debug)]
+/// Settings of a sim server. `Debug` shows the password as `***`.
+#[derive(Clone)]
 pub struct SimOptions {
     /// User name and password every request but OPTIONS must carry (Digest,
     /// realm `camgate-sim`, or Basic). Default: none, no authentication.
@@ -44,6 +44,21 @@ pub struct SimOptions {
     /// (`rtsp://host/NAME?truncate=0.02&seed=7`, keys as the fields of
     /// [`Faults`]). Default: none, PLI honoured.
     pub faults: Faults,
+}
+
+impl std::fmt::Debug for SimOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SimOptions {
+            credentials,
+            session_timeout,
+            faults,
+        } = self;
+        f.debug_struct("SimOptions")
+            .field("credentials", &crate::redact::Credentials(credentials))
+            .field("session_timeout", session_timeout)
+            .field("faults", faults)
+            .finish()
+    }
 }
 
 impl Default for SimOptions {

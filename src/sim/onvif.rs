@@ -79,7 +79,7 @@ const KNOWN: [&str; 5] = [
 ];
 
 /// The ONVIF endpoint of the sim cameras of one [`super::SimServer`].
-#[derive(Debug)]
+/// `Debug` shows the password as `***`.
 pub struct OnvifSim {
     /// The listening socket.
     listener: TcpListener,
@@ -97,6 +97,32 @@ pub struct OnvifSim {
     /// Added to the sim's clock (GetSystemDateAndTime and the `Created`
     /// check), to play a camera whose clock drifted.
     clock_offset_secs: i64,
+}
+
+impl std::fmt::Debug for OnvifSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnvifSim")
+            .field("local_addr", &self.local_addr)
+            .field(
+                "credentials",
+                &crate::redact::Credentials(&self.credentials),
+            )
+            .field("refused", &self.refused)
+            .field("clock_offset_secs", &self.clock_offset_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("local_addr", &self.local_addr)
+            .field(
+                "credentials",
+                &crate::redact::Credentials(&self.credentials),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl OnvifSim {
@@ -177,7 +203,6 @@ impl OnvifSim {
 }
 
 /// What the request handlers share.
-#[derive(Debug)]
 struct Shared {
     /// Host of advertised XAddrs.
     local_addr: SocketAddr,

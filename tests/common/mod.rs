@@ -302,3 +302,248 @@ pub fn spawn_gst_server(dir: &Path, port: u16, user: &str, password: &str) -> Pr
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address
+/// `source` (e.g. "127.0.0.2"; Linux routes all of 127/8 to lo), for tests
+/// of per-address limits.
+pub fn connect_from(source: &str, port: u16) -> TcpStream {
+    let source: std::net::IpAddr = source.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::new(source, 0).into())
+        .unwrap();
+    socket
+        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    socket.into()
+}
+
+/// The reply to one HTTP/1.1 request: status, head (status line and
+/// headers) and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// A header's value (case-insensitive name), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Sends one request (`Connection: close`) on `stream` and reads the reply
+/// (status 0 when the connection closed without one).
+pub fn request_on<S: Read + Write>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = stream.write_all(&bytes);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// One request to 127.0.0.1:`port`.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    request_on(&mut s, method, path, headers, body)
+}
+
+/// Waits until camera `id` is in `state`, asking with `headers` (e.g. an
+/// `Authorization` header).
+pub fn wait_state_with(
+    port: u16,
+    id: &str,
+    state: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let r = request(port, "GET", &format!("/api/v1/cameras/{id}"), headers, b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        if v["state"] == state {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "camera {id} not {state} within {limit:?}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts a gateway on `toml` and waits until its port answers; fails with
+/// its log when it exits instead.
+pub fn spawn_gateway_checked(dir: &Path, toml: &str, http_port: u16) -> Proc {
+    let path = dir.join("cameras.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut proc = spawn_camgate(dir, "gateway", &["run", "--config", path.to_str().unwrap()]);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("camgate exited ({status}): {}", proc.log_text());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "camgate did not listen: {}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc
+}
+
+/// `camgate hash-password` with `password` on standard input.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(camgate_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start camgate hash-password");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Sends `signal` (`HUP`, `TERM`, ...) to the process.
+pub fn send_signal(proc: &Proc, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(proc.child.id().to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{signal} failed");
+}
+
+/// When media arrived at one receiver, recorded by a thread until dropped
+/// or stopped: the check that a consumer kept receiving while something
+/// else happened. `FlowWatch::udp` watches an `rtp_out` destination; a
+/// WebRTC viewer (or anything else) can feed one through
+/// `FlowWatch::spawn`.
+pub struct FlowWatch {
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FlowWatch {
+    /// Records every datagram arriving on UDP 127.0.0.1:`port`.
+    pub fn udp(port: u16) -> FlowWatch {
+        let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        FlowWatch::spawn(move |arrived, stop| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok() {
+                    arrived();
+                }
+            }
+        })
+    }
+
+    /// Runs `source` on a thread: it calls `arrived` for every piece of
+    /// media received and returns once `stop` is set.
+    pub fn spawn(
+        source: impl FnOnce(&dyn Fn(), &std::sync::atomic::AtomicBool) + Send + 'static,
+    ) -> FlowWatch {
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, s) = (arrivals.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let arrived = || a.lock().unwrap().push(Instant::now());
+            source(&arrived, &s);
+        });
+        FlowWatch {
+            arrivals,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Arrivals so far.
+    pub fn count(&self) -> usize {
+        self.arrivals.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` arrivals (panics after `limit`).
+    pub fn wait_for(&self, n: usize, limit: Duration) {
+        wait_for(limit, || self.count() >= n);
+    }
+
+    /// The longest time without an arrival from `from` until now (the time
+    /// since the last arrival included).
+    pub fn max_gap_since(&self, from: Instant) -> Duration {
+        let arrivals = self.arrivals.lock().unwrap();
+        let mut last = from;
+        let mut gap = Duration::ZERO;
+        for &t in arrivals.iter().filter(|&&t| t >= from) {
+            gap = gap.max(t - last);
+            last = t;
+        }
+        gap.max(last.elapsed())
+    }
+}
+
+impl Drop for FlowWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

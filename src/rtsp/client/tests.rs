@@ -641,6 +641,129 @@ fn framing_error_fails_the_session() {
     ));
 }
 
+/// The camera-side abuse limits: each ends the session with a sentence
+/// naming the request, and nothing is buffered beyond the limit.
+#[test]
+fn abusive_answers_fail_with_a_sentence() {
+    // An endless header section.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    h.requests();
+    h.feed(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nX-Junk: ");
+    let chunk = [b'a'; 4096];
+    for _ in 0..20 {
+        h.feed(&chunk);
+    }
+    let events = h.events();
+    let [Event::Failed(ClientError::Protocol(msg))] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        msg,
+        "waiting for the answer to OPTIONS (CSeq 1): RTSP header section longer than 65536 bytes (no empty line ends it)"
+    );
+
+    // A DESCRIBE answer announcing 100 MB.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    h.requests();
+    h.feed(&simple("200 OK", 1, ""));
+    h.requests();
+    h.feed(b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 104857600\r\n\r\nv=0\r\n");
+    let events = h.events();
+    let [Event::Failed(ClientError::Protocol(msg))] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        msg,
+        "waiting for the answer to DESCRIBE (CSeq 2): RTSP body of 104857600 bytes exceeds the 4194304 byte limit"
+    );
+
+    // An SDP under the body limit but far beyond any real one.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    h.requests();
+    h.feed(&simple("200 OK", 1, ""));
+    h.requests();
+    let sdp = format!("v=0\r\n{}", "a=x-padding\r\n".repeat(10_000));
+    h.feed(
+        format!(
+            "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .as_bytes(),
+    );
+    let events = h.events();
+    assert!(
+        matches!(&events[..], [Event::Failed(ClientError::Protocol(m))] if m.contains("exceeds the 65536 byte limit")),
+        "{events:?}"
+    );
+
+    // A long reason phrase and Server header are cut in what is kept.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    h.requests();
+    h.feed(&simple(
+        "200 OK",
+        1,
+        &format!("Server: {}\r\n", "s".repeat(5000)),
+    ));
+    assert!(h.client.server().unwrap().len() < 200);
+    h.requests();
+    h.feed(format!("RTSP/1.0 500 {}\r\nCSeq: 2\r\n\r\n", "r".repeat(5000)).as_bytes());
+    let events = h.events();
+    let [Event::Failed(e)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert!(e.to_string().len() < 250, "{e}");
+}
+
+/// More than [`MAX_INGEST_BYTES_PER_SEC`] over [`INGEST_WINDOW`] ends the
+/// session; the same amount spread over more time does not.
+#[test]
+fn interleaved_flood_fails_the_session() {
+    let frame = {
+        let mut f = vec![b'$', 0, 0xff, 0xff];
+        f.extend(std::iter::repeat_n(0u8, 0xffff));
+        f
+    };
+    let limit = MAX_INGEST_BYTES_PER_SEC * INGEST_WINDOW.as_secs();
+    let frames = limit / frame.len() as u64 + 1;
+
+    // Spread over 2.5 windows: fine.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    let step = INGEST_WINDOW.mul_f64(2.5) / frames as u32;
+    for _ in 0..frames {
+        h.now += step;
+        h.feed(&frame);
+    }
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e, Event::Interleaved { .. })),
+        "{:?}",
+        events
+            .iter()
+            .find(|e| !matches!(e, Event::Interleaved { .. }))
+    );
+
+    // All at once: a flood.
+    let mut h = Harness::new("rtsp://cam/s", None);
+    for _ in 0..frames {
+        h.feed(&frame);
+    }
+    let events = h.events();
+    let Some(Event::Failed(e)) = events.last() else {
+        panic!("no failure")
+    };
+    assert!(matches!(e, ClientError::Flood { .. }));
+    assert_eq!(
+        e.to_string(),
+        "the camera sent 128 MiB within 2 s, more than the 64 MiB/s limit: a flood, not a video stream"
+    );
+    // Nothing more is taken in.
+    h.feed(&frame);
+    assert!(h.events().is_empty());
+    assert_eq!(h.client.framer.buffered(), 0);
+}
+
 /// Every fixture, cut and corrupted in many ways, fed in every state:
 /// no panic, and the client keeps its invariants.
 #[test]

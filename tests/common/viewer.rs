@@ -1,0 +1,343 @@
+//! WebRTC test helpers: a network namespace with only loopback for the test
+//! body, and a WHEP viewer made with the `webrtc` crate that depacketizes
+//! what it receives with camgate's own depacketizer and counts pictures.
+//! Include with `#[path = "common/viewer.rs"] mod viewer;`.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::MediaEngine;
+use webrtc::api::setting_engine::SettingEngine;
+use webrtc::api::APIBuilder;
+use webrtc::ice::mdns::MulticastDnsMode;
+use webrtc::ice::network_type::NetworkType;
+use webrtc::interceptor::registry::Registry;
+use webrtc::peer_connection::configuration::RTCConfiguration;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::util::marshal::Marshal;
+
+/// Runs the calling test again inside a new network namespace that has
+/// only loopback (ICE gathers every interface otherwise), and returns true
+/// in the outer process once that run passed; returns false inside, where
+/// the test body runs. Needs root (CAP_SYS_ADMIN), as CI has.
+pub fn in_loopback_netns(test_name: &str) -> bool {
+    if std::env::var_os("CAMGATE_IN_NETNS").is_some() {
+        return false;
+    }
+    let ns = format!("camgate-{}-{}", std::process::id(), test_name.len() % 97);
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .expect("run `ip` (Debian package iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args:?} failed (WebRTC tests need root to make a loopback-only network namespace): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("CAMGATE_IN_NETNS", &ns)
+        .status()
+        .expect("run the test inside the namespace");
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    assert!(status.success(), "{test_name} failed inside netns {ns}");
+    true
+}
+
+/// What a viewer received.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Access units reassembled.
+    pub frames: AtomicUsize,
+    /// Access units holding an IDR.
+    pub keyframes: AtomicUsize,
+    /// Whether the first access unit was an IDR (1), not (2), or none yet (0).
+    pub first_was_idr: AtomicUsize,
+    /// Damaged access units (lost packets inside).
+    pub damaged: AtomicUsize,
+    /// Audio RTP packets.
+    pub audio_packets: AtomicUsize,
+    /// Microseconds from the offer to the first access unit.
+    pub first_frame_us: AtomicU64,
+    /// RTP timestamps of the video pictures, in order.
+    pub timestamps: Mutex<Vec<u32>>,
+    /// The video stream's SSRC, once a packet arrived.
+    pub video_ssrc: AtomicU64,
+    /// Video sequence numbers seen, and how many arrived twice.
+    pub seqs: Mutex<std::collections::HashSet<u16>>,
+    pub duplicates: AtomicUsize,
+    /// The last video sequence number.
+    pub last_seq: AtomicU64,
+}
+
+/// A WHEP viewer.
+pub struct Viewer {
+    pub pc: Arc<RTCPeerConnection>,
+    pub location: String,
+    pub received: Arc<Received>,
+    pub answer: String,
+    port: u16,
+}
+
+/// How the viewer's offer is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferKind {
+    /// The `webrtc` crate's default codecs (H.264 among them), audio too.
+    Default,
+    /// VP8 only: no H.264.
+    Vp8Only,
+}
+
+fn api(kind: OfferKind) -> webrtc::api::API {
+    let mut media = MediaEngine::default();
+    match kind {
+        OfferKind::Default => media.register_default_codecs().unwrap(),
+        OfferKind::Vp8Only => {
+            use webrtc::rtp_transceiver::rtp_codec::{
+                RTCRtpCodecCapability, RTCRtpCodecParameters,
+            };
+            media
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        capability: RTCRtpCodecCapability {
+                            mime_type: "video/VP8".into(),
+                            clock_rate: 90000,
+                            ..Default::default()
+                        },
+                        payload_type: 96,
+                        ..Default::default()
+                    },
+                    RTPCodecType::Video,
+                )
+                .unwrap();
+        }
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut s = SettingEngine::default();
+    s.set_include_loopback_candidate(true);
+    s.set_ip_filter(Box::new(|ip| ip.is_loopback()));
+    s.set_network_types(vec![NetworkType::Udp4]);
+    s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // So a packet resent in answer to a NACK reaches the test (SRTP would
+    // drop it as a replay of one already received).
+    s.disable_srtp_replay_protection(true);
+    APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(s)
+        .build()
+}
+
+/// Makes an offer (all candidates gathered).
+pub async fn make_offer(kind: OfferKind) -> (Arc<RTCPeerConnection>, String) {
+    let pc = Arc::new(
+        api(kind)
+            .new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    let kinds: &[RTPCodecType] = match kind {
+        OfferKind::Default => &[RTPCodecType::Video, RTPCodecType::Audio],
+        OfferKind::Vp8Only => &[RTPCodecType::Video],
+    };
+    for k in kinds {
+        pc.add_transceiver_from_kind(
+            *k,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    }
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    (pc, sdp)
+}
+
+/// POSTs `offer` to `/whep/{camera}{query}`; returns (status, headers, body).
+pub async fn post_offer(port: u16, camera: &str, query: &str, offer: &str) -> super::common::Reply {
+    let path = format!("/whep/{camera}{query}");
+    let offer = offer.to_string();
+    tokio::task::spawn_blocking(move || {
+        super::common::request(
+            port,
+            "POST",
+            &path,
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+impl Viewer {
+    /// Connects a viewer to `camera`; panics unless the answer is 201.
+    pub async fn connect(port: u16, camera: &str, query: &str) -> Viewer {
+        let start = Instant::now();
+        let (pc, offer) = make_offer(OfferKind::Default).await;
+        let received = Arc::new(Received::default());
+        let r = received.clone();
+        pc.on_track(Box::new(move |track, _, _| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                if track.kind() == RTPCodecType::Audio {
+                    while track.read_rtp().await.is_ok() {
+                        r.audio_packets.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                let mut depack = camgate::h264::depacketizer::Depacketizer::new(None);
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    r.video_ssrc
+                        .store(u64::from(pkt.header.ssrc), Ordering::Relaxed);
+                    r.last_seq
+                        .store(u64::from(pkt.header.sequence_number), Ordering::Relaxed);
+                    if !r.seqs.lock().unwrap().insert(pkt.header.sequence_number) {
+                        r.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let raw = Bytes::from(pkt.marshal().unwrap().to_vec());
+                    let Ok(p) = camgate::rtp::RtpPacket::parse(raw) else {
+                        continue;
+                    };
+                    depack.push(&p);
+                    while let Some(au) = depack.pull() {
+                        let n = r.frames.fetch_add(1, Ordering::Relaxed);
+                        if n == 0 {
+                            r.first_was_idr
+                                .store(if au.is_idr() { 1 } else { 2 }, Ordering::Relaxed);
+                            r.first_frame_us
+                                .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        }
+                        if au.is_idr() {
+                            r.keyframes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if au.damaged {
+                            r.damaged.fetch_add(1, Ordering::Relaxed);
+                        }
+                        r.timestamps.lock().unwrap().push(au.timestamp);
+                    }
+                }
+            });
+            Box::pin(async {})
+        }));
+        let reply = post_offer(port, camera, query, &offer).await;
+        assert_eq!(reply.status, 201, "WHEP answer: {}", reply.body);
+        let location = reply.header("Location").expect("Location header");
+        pc.set_remote_description(RTCSessionDescription::answer(reply.body.clone()).unwrap())
+            .await
+            .unwrap();
+        Viewer {
+            pc,
+            location,
+            received,
+            answer: reply.body,
+            port,
+        }
+    }
+
+    /// Pictures received so far.
+    pub fn frames(&self) -> usize {
+        self.received.frames.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the peer connection is connected.
+    pub async fn wait_connected(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.pc.connection_state() != RTCPeerConnectionState::Connected {
+            assert!(
+                start.elapsed() < limit,
+                "not connected within {limit:?}: {}",
+                self.pc.connection_state()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `n` pictures arrived.
+    pub async fn wait_frames(&self, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.frames() < n {
+            assert!(
+                start.elapsed() < limit,
+                "{} of {n} pictures within {limit:?}",
+                self.frames()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Ends the session with DELETE, then closes the peer connection.
+    pub async fn delete(self) -> u16 {
+        let (port, location) = (self.port, self.location.clone());
+        let status = tokio::task::spawn_blocking(move || {
+            super::common::request(port, "DELETE", &location, &[], b"").status
+        })
+        .await
+        .unwrap();
+        let _ = self.pc.close().await;
+        status
+    }
+
+    /// Closes the peer connection without telling the gateway.
+    pub async fn abandon(self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Viewer {
+    /// Sends a PLI for the video stream.
+    pub async fn send_pli(&self) {
+        use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        let media_ssrc = self.received.video_ssrc.load(Ordering::Relaxed) as u32;
+        self.pc
+            .write_rtcp(&[Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })])
+            .await
+            .unwrap();
+    }
+
+    /// Sends a NACK for video packet `seq`.
+    pub async fn send_nack(&self, seq: u16) {
+        use webrtc::rtcp::transport_feedbacks::transport_layer_nack::{
+            NackPair, TransportLayerNack,
+        };
+        let media_ssrc = self.received.video_ssrc.load(Ordering::Relaxed) as u32;
+        self.pc
+            .write_rtcp(&[Box::new(TransportLayerNack {
+                sender_ssrc: 0,
+                media_ssrc,
+                nacks: vec![NackPair {
+                    packet_id: seq,
+                    lost_packets: 0,
+                }],
+            })])
+            .await
+            .unwrap();
+    }
+}
