@@ -119,10 +119,12 @@ fn parse_start_line(line: &str) -> Option<StartLine> {
         let mut parts = line.splitn(3, ' ');
         let _version = parts.next()?;
         let status = parts.next()?.trim();
-        if status.len() != 3 {
+        // Three digits, the first 1-9 (RFC 2326 section 7.1.1); `parse`
+        // alone would take "+12" or "007".
+        if status.len() != 3 || !status.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let status: u16 = status.parse().ok()?;
+        let status: u16 = status.parse().ok().filter(|s| *s >= 100)?;
         let reason = parts.next().unwrap_or("").trim().to_string();
         return Some(StartLine::Response { status, reason });
     }
@@ -173,6 +175,9 @@ mod tests {
         );
         assert_eq!(h.get("x-a"), Some("a b"));
         assert!(parse_head(b"RTSP/1.0 2000 OK\r\n\r\n").is_err());
+        // Found by the rtsp_framer fuzz target: no status below 100, no sign.
+        assert!(parse_head(b"RTSP/1.0 012 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"RTSP/1.0 +20 OK\r\n\r\n").is_err());
         assert!(parse_head(b"HELLO\r\n\r\n").is_err());
     }
 }
