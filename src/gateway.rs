@@ -75,7 +75,8 @@ pub async fn run_with_store(
     });
     tasks.close();
     tracing::info!(listen = %addr, cameras = config.cameras.len(), "camgate is running");
-    crate::service::started(&shutdown);
+    let probe = supervisor.clone();
+    crate::service::started(&shutdown, move || drop(probe.cameras()));
 
     shutdown.cancelled().await;
     tracing::info!("stopping: tearing down camera sessions");

@@ -8,6 +8,7 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -64,8 +65,11 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// The gateway is serving: the HTTP listener is bound and every camera task
 /// started. Sends `READY=1`, starts the watchdog (pings at half of
 /// `$WATCHDOG_USEC`), and sends `STOPPING=1` as soon as `shutdown` is
-/// cancelled. Call once, from inside the runtime.
-pub fn started(shutdown: &CancellationToken) {
+/// cancelled. `health` is called before every ping, on a blocking thread:
+/// it should touch the shared state the gateway cannot live without (the
+/// supervisor's camera table), so a deadlock there stops the pings. Call
+/// once, from inside the runtime.
+pub fn started(shutdown: &CancellationToken, health: impl Fn() + Send + Sync + 'static) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
@@ -78,7 +82,9 @@ pub fn started(shutdown: &CancellationToken) {
             Some(interval) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = watchdog(interval / 2) => {}
+                    _ = watchdog(interval / 2, Arc::new(health), || {
+                        notify("WATCHDOG=1");
+                    }) => {}
                 }
             }
             None => shutdown.cancelled().await,
@@ -87,22 +93,22 @@ pub fn started(shutdown: &CancellationToken) {
     });
 }
 
-/// Pings `WATCHDOG=1` every `every` for as long as the runtime is healthy:
-/// each ping needs a freshly spawned probe task to run within a quarter of
-/// the period, which fails when every worker thread is blocked or the
-/// runtime is starved; then pings stop and systemd restarts the service.
-async fn watchdog(every: Duration) {
+/// Pings `WATCHDOG=1` every `every` for as long as the gateway is healthy:
+/// each ping needs a freshly spawned probe task to run `health` (on the
+/// blocking pool) within a quarter of the period. That fails when every
+/// worker thread is blocked, the runtime is starved or `health` hangs on a
+/// deadlocked lock; then pings stop and systemd restarts the service.
+async fn watchdog(every: Duration, health: Arc<dyn Fn() + Send + Sync>, ping: impl Fn()) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let probe = tokio::spawn(async {});
+        let check = health.clone();
+        let probe = tokio::spawn(async move { tokio::task::spawn_blocking(move || check()).await });
         match tokio::time::timeout(every / PROBE_SHARE, probe).await {
-            Ok(Ok(())) => {
-                notify("WATCHDOG=1");
-            }
+            Ok(Ok(Ok(()))) => ping(),
             _ => tracing::warn!(
-                "runtime did not run a probe task within {} ms: skipping this watchdog ping",
+                "the gateway did not answer a health probe within {} ms: skipping this watchdog ping",
                 (every / PROBE_SHARE).as_millis()
             ),
         }
@@ -244,6 +250,41 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pings while `health` answers; none while it hangs (a deadlock).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watchdog_pings_only_while_healthy() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let hang = Arc::new(AtomicBool::new(false));
+        let pings = Arc::new(AtomicUsize::new(0));
+        let health = {
+            let hang = hang.clone();
+            move || {
+                while hang.load(SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        let counter = pings.clone();
+        let dog = tokio::spawn(watchdog(
+            Duration::from_millis(40),
+            Arc::new(health),
+            move || {
+                counter.fetch_add(1, SeqCst);
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(pings.load(SeqCst) >= 5, "{} pings", pings.load(SeqCst));
+        hang.store(true, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = pings.load(SeqCst);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(pings.load(SeqCst), before, "pinged while hung");
+        hang.store(false, SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(pings.load(SeqCst) > before, "no ping after recovery");
+        dog.abort();
+    }
 
     #[test]
     fn sends_to_a_path_socket() {
