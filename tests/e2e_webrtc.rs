@@ -197,11 +197,38 @@ fn bad_offers_are_refused_readably_without_disturbing_a_viewer() {
         assert_eq!(r.status, 405);
         let _ = pc.close().await;
 
-        // The viewer kept playing at the camera's pace throughout.
+        // A flood of bad offers, eight at a time.
+        let gaps_before = v.received.gaps.load(Ordering::Relaxed);
+        let mut flood = Vec::new();
+        for i in 0..200 {
+            flood.push(tokio::spawn(async move {
+                let body = if i % 2 == 0 {
+                    "v=0\r\nnot sdp\r\n"
+                } else {
+                    "garbage"
+                };
+                post_offer(http, "demo", "", body).await.status
+            }));
+            if flood.len() == 8 {
+                for f in flood.drain(..) {
+                    assert_eq!(f.await.unwrap(), 400);
+                }
+            }
+        }
+        for f in flood {
+            assert_eq!(f.await.unwrap(), 400);
+        }
+        // The viewer kept playing at the camera's pace throughout, without
+        // losing a packet.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let fps = (v.frames() - before) as f64 / started.elapsed().as_secs_f64();
         assert!(fps > 20.0, "viewer slowed to {fps} pictures/s");
         assert_eq!(v.received.damaged.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            v.received.gaps.load(Ordering::Relaxed),
+            gaps_before,
+            "packets lost"
+        );
         v.delete().await;
     });
     assert!(gw.terminate(Duration::from_secs(5)).is_some());

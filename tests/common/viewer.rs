@@ -86,6 +86,8 @@ pub struct Received {
     pub duplicates: AtomicUsize,
     /// The last video sequence number.
     pub last_seq: AtomicU64,
+    /// Video packets missing (sequence gaps), after the first packet.
+    pub gaps: AtomicU64,
 }
 
 /// A WHEP viewer.
