@@ -5,7 +5,7 @@
 //! them in order (RFC 3550 6.1: an SR or RR first, then SDES with CNAME,
 //! then optionally BYE or feedback).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// RTCP packet type of a sender report.
 pub const PT_SR: u8 = 200;
@@ -199,6 +199,23 @@ impl ReceiverStats {
             delay_since_last_sr,
         }
     }
+}
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// The 64-bit NTP timestamp (RFC 3550 section 4) of `wall`.
+pub fn ntp_timestamp(wall: SystemTime) -> u64 {
+    let d = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs().wrapping_add(NTP_UNIX_OFFSET);
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// The middle 32 bits of `wall`'s NTP timestamp: the unit of the LSR and
+/// DLSR fields (1/65536 s), for round-trip times.
+pub fn ntp_middle(wall: SystemTime) -> u32 {
+    (ntp_timestamp(wall) >> 16) as u32
 }
 
 /// Converts the time since the last SR arrived into the DLSR field unit
@@ -697,5 +714,15 @@ mod tests {
     fn dlsr_units() {
         assert_eq!(dlsr(Duration::from_millis(1500)), 0x0001_8000);
         assert_eq!(dlsr(Duration::from_secs(1 << 20)), u32::MAX);
+    }
+
+    #[test]
+    fn ntp_epoch() {
+        let t = UNIX_EPOCH + Duration::from_millis(1500);
+        assert_eq!(ntp_timestamp(t), ((NTP_UNIX_OFFSET + 1) << 32) | (1 << 31));
+        assert_eq!(
+            ntp_middle(t),
+            ((((NTP_UNIX_OFFSET + 1) & 0xffff) as u32) << 16) | 0x8000
+        );
     }
 }

@@ -3,12 +3,13 @@
 //! written into a caller-owned buffer. Sans-IO: no sockets, no clocks.
 
 use std::ops::Range;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::clip::{
     Clip, AUDIO_CLOCK_RATE, AUDIO_PACKETS_PER_FRAME, AUDIO_SAMPLES_PER_PACKET, FPS,
     VIDEO_CLOCK_RATE, VIDEO_TICKS_PER_FRAME,
 };
+use crate::rtp::rtcp::ntp_timestamp;
 use crate::rtp::RtpPacket;
 
 /// Video frame period.
@@ -22,9 +23,6 @@ pub(crate) const VIDEO_PT: u8 = 96;
 
 /// Static payload type of PCMU (RFC 3551 table 4).
 pub(crate) const AUDIO_PT: u8 = 0;
-
-/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// The two media of a sim camera, by SDP order (`trackID=N`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,14 +324,6 @@ fn finish_packet(
     });
 }
 
-/// The 64-bit NTP timestamp (RFC 3550 section 4) of `wall`.
-fn ntp_timestamp(wall: SystemTime) -> u64 {
-    let d = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs().wrapping_add(NTP_UNIX_OFFSET);
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    (secs << 32) | frac
-}
-
 /// Appends a 28-byte RTCP sender report with no report blocks (RFC 3550
 /// section 6.4.1).
 fn write_sender_report(
@@ -426,11 +416,5 @@ mod tests {
             assert_eq!(pos, out.len());
         }
         assert_eq!(srs, 2 * 2);
-    }
-
-    #[test]
-    fn ntp_epoch() {
-        let t = UNIX_EPOCH + Duration::from_millis(1500);
-        assert_eq!(ntp_timestamp(t), ((NTP_UNIX_OFFSET + 1) << 32) | (1 << 31));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, mpsc, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -17,7 +17,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
-use crate::camera::hub::{MediaEvent, VideoFrame};
+use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Hub, Session, SessionGuard};
 use crate::egress::rtp::Timeline;
 use crate::h264::packetizer::{Packetizer, Payload};
@@ -81,11 +81,15 @@ impl ViewerClock {
 
     /// The timestamp of a live picture: the camera's spacing, and at least
     /// one burst step after the last.
-    pub fn live(&mut self, frame: &VideoFrame) -> u32 {
-        let natural = self
-            .timeline
+    /// The camera's own timing for `frame`, with the shift so far.
+    fn natural(&mut self, frame: &VideoFrame) -> u32 {
+        self.timeline
             .map(frame.generation, frame.au.timestamp, frame.received)
-            .wrapping_add(self.shift);
+            .wrapping_add(self.shift)
+    }
+
+    pub fn live(&mut self, frame: &VideoFrame) -> u32 {
+        let natural = self.natural(frame);
         let out = match self.last {
             Some(last) if (natural.wrapping_sub(last) as i32) < BURST_SPACING as i32 => {
                 let out = last.wrapping_add(BURST_SPACING);
@@ -101,10 +105,7 @@ impl ViewerClock {
     /// The timestamp of a cached picture replayed in a burst: one step after
     /// the last; later pictures keep the camera's spacing from this one.
     pub fn burst(&mut self, frame: &VideoFrame) -> u32 {
-        let natural = self
-            .timeline
-            .map(frame.generation, frame.au.timestamp, frame.received)
-            .wrapping_add(self.shift);
+        let natural = self.natural(frame);
         let out = match self.last {
             Some(last) => last.wrapping_add(BURST_SPACING),
             None => natural,
@@ -118,6 +119,8 @@ impl ViewerClock {
 /// The video sender's state.
 struct VideoOut {
     track: Arc<TrackLocalStaticRTP>,
+    /// The camera's parameter sets, sent before each keyframe.
+    info: watch::Receiver<StreamInfo>,
     packetizer: Packetizer,
     payloads: Vec<Payload>,
     seq: u16,
@@ -133,13 +136,14 @@ impl VideoOut {
         &mut self,
         frame: &Arc<VideoFrame>,
         ts: u32,
-        hub: &Hub,
         session: &Session,
         stats: &CameraStats,
     ) -> bool {
         self.payloads.clear();
         {
-            let info = hub.info();
+            // Borrowed, not cloned: this runs for every picture of every
+            // viewer.
+            let info = self.info.borrow_and_update();
             self.packetizer
                 .packetize(&frame.au, info.video_params.as_ref(), &mut self.payloads);
         }
@@ -170,18 +174,12 @@ impl VideoOut {
     }
 
     /// Replays `frames` compressed in time.
-    async fn burst(
-        &mut self,
-        frames: &[Arc<VideoFrame>],
-        hub: &Hub,
-        session: &Session,
-        stats: &CameraStats,
-    ) {
+    async fn burst(&mut self, frames: &[Arc<VideoFrame>], session: &Session, stats: &CameraStats) {
         let start = Instant::now();
         let mut bytes = 0usize;
         for f in frames {
             let ts = self.clock.burst(f);
-            if !self.send(f, ts, hub, session, stats).await {
+            if !self.send(f, ts, session, stats).await {
                 return;
             }
             bytes += f.au.len_bytes();
@@ -246,6 +244,7 @@ impl Viewer {
         let mut rx: Option<broadcast::Receiver<MediaEvent>> = None;
         let mut out = VideoOut {
             track: video,
+            info: hub.watch_info(),
             packetizer: Packetizer::new(payload_size),
             payloads: Vec::with_capacity(64),
             seq: rand::random(),
@@ -293,7 +292,7 @@ impl Viewer {
                                 rx = Some(live);
                                 if fast_start && !gop.is_empty() {
                                     out.wait_keyframe = false;
-                                    out.burst(&gop, &hub, &session, &stats).await;
+                                    out.burst(&gop, &session, &stats).await;
                                 } else if hub.request_keyframe() {
                                     CameraStats::add(&stats.viewer_refresh_forwarded, 1);
                                 }
@@ -325,7 +324,7 @@ impl Viewer {
                             session.set_state("sending");
                         }
                         let ts = out.clock.live(&frame);
-                        out.send(&frame, ts, &hub, &session, &stats).await;
+                        out.send(&frame, ts, &session, &stats).await;
                     }
                     Ok(MediaEvent::Audio(pkt)) => {
                         let Some(a) = audio_out.as_mut() else { continue };
@@ -397,7 +396,7 @@ async fn answer_keyframe_request(
         .and_then(|last| gop.iter().position(|f| Arc::ptr_eq(f, last)));
     tracing::debug!(session = %session.id, gop = gop.len(), replay = ?upto.map(|i| i + 1), last = ?out.last_sent.as_ref().map(|f| f.au.timestamp), first = ?gop.first().map(|f| f.au.timestamp), newest = ?gop.last().map(|f| f.au.timestamp), "viewer asked for a keyframe");
     match upto {
-        Some(i) => out.burst(&gop[..=i], hub, session, stats).await,
+        Some(i) => out.burst(&gop[..=i], session, stats).await,
         // A keyframe newer than the viewer's last picture is on its way to
         // it already.
         None if gop
@@ -421,16 +420,6 @@ async fn recv_opt(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// NTP time, middle 32 bits (RFC 3550 §4), for round-trip times.
-fn ntp_middle_now() -> u32 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() + 2_208_988_800;
-    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
-    ((secs << 16) as u32) | ((frac >> 16) as u32)
 }
 
 /// Reads the viewer's RTCP on the video sender: keyframe requests go to the
@@ -475,7 +464,7 @@ async fn read_rtcp(
                         .store(u64::from(r.fraction_lost), Relaxed);
                     session.packets_lost.store(u64::from(r.total_lost), Relaxed);
                     if r.last_sender_report != 0 {
-                        let rtt = ntp_middle_now()
+                        let rtt = crate::rtp::rtcp::ntp_middle(SystemTime::now())
                             .wrapping_sub(r.last_sender_report)
                             .wrapping_sub(r.delay);
                         // 1/65536 s units; ignore nonsense from clock skew.
@@ -543,12 +532,5 @@ mod tests {
         assert_eq!(b.wrapping_sub(a), 90);
         let d = c.live(&frame(7600, 1));
         assert_eq!(d.wrapping_sub(b), 3600);
-    }
-
-    #[test]
-    fn ntp_middle_is_monotonic_enough() {
-        let a = ntp_middle_now();
-        let b = ntp_middle_now();
-        assert!(b.wrapping_sub(a) < 65536);
     }
 }
