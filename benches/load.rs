@@ -8,12 +8,16 @@
 //! `CAMGATE_LOAD_N=10,50 cargo bench --bench load`. Run a release build:
 //! cargo bench builds the binary with the bench profile.
 
+mod common;
+
 use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{clock_ticks, cpu_ticks, free_tcp_port, rss_kib, Proc};
 
 /// Measurement time per point; `cargo test` (no `--bench` argument) runs a
 /// two-camera smoke pass with a short measurement instead.
@@ -160,34 +164,6 @@ fn measure(pids: &[u32], ticks: u64, _bytes: &AtomicU64) -> (f64, u64) {
     ((cpu1 - cpu0) as f64 / ticks as f64 / secs, rss)
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100)
-}
-
 fn playing(http: u16) -> usize {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else {
         return 0;
@@ -200,29 +176,11 @@ fn playing(http: u16) -> usize {
     body.matches("\"state\":\"playing\"").count()
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait(mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < Duration::from_secs(15), "timed out");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -13,15 +13,7 @@ use std::time::{Duration, Instant};
 use browser::Browser;
 use common::*;
 use serde_json::Value;
-use viewer::in_loopback_netns;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use viewer::{in_loopback_netns, runtime};
 
 fn toml(http: u16, faults: &str) -> String {
     format!(

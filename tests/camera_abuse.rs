@@ -160,15 +160,6 @@ fn start_fake_cameras() -> (tokio::runtime::Runtime, Vec<(Abuse, SocketAddr)>) {
 }
 
 /// Resident memory of `pid` in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib / 1024)
-}
-
 #[test]
 fn abusive_cameras_affect_only_themselves() {
     let (_rt, cams) = start_fake_cameras();
@@ -202,7 +193,7 @@ fn abusive_cameras_affect_only_themselves() {
         let frames = healthy["stats"]["frames_received"].as_u64().unwrap();
         samples.push(frames - last_frames);
         last_frames = frames;
-        max_rss = max_rss.max(rss_mib(pid));
+        max_rss = max_rss.max(rss_kib(pid) / 1024);
         for id in ids {
             let cam = camera_json(http, id);
             if let Some(e) = cam["last_error"].as_str() {

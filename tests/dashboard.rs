@@ -16,18 +16,10 @@ use std::time::{Duration, Instant};
 use browser::Browser;
 use common::*;
 use serde_json::Value;
-use viewer::in_loopback_netns;
+use viewer::{in_loopback_netns, runtime};
 
 /// In the failing camera's URL: it must never reach the API or the page.
 const PASSWORD: &str = "hunter2-dashboard";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A healthy sim camera `demo` (with an RTP output to `rtp` if given) and
 /// a camera `broken` at a closed port.

@@ -26,6 +26,15 @@ use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirecti
 use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::util::marshal::Marshal;
 
+/// The runtime a WebRTC or browser test body runs on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs the calling test again inside a new network namespace that has
 /// only loopback (ICE gathers every interface otherwise), and returns true
 /// in the outer process once that run passed; returns false inside, where
