@@ -7,6 +7,7 @@
 pub mod camera;
 pub mod codec_info;
 pub mod config;
+pub mod credentials;
 pub mod egress;
 pub mod gateway;
 pub mod h264;

@@ -295,7 +295,9 @@ async fn sim(command: Command) -> ExitCode {
         return ExitCode::from(2);
     }
     let options = camgate::sim::SimOptions {
-        credentials: username.zip(password),
+        credentials: username
+            .zip(password)
+            .map(|(u, p)| camgate::credentials::Credentials::new(u, p)),
         faults,
         ..Default::default()
     };

@@ -22,7 +22,7 @@ use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use crate::camera::stats::{CameraStats, DAMAGE_KINDS, RECONNECT_REASONS};
-use crate::camera::{CameraHandle, CameraState, SessionKind};
+use crate::camera::{CameraHandle, CameraState, ConsumerKind};
 use crate::http::AppState;
 
 /// The metrics route.
@@ -352,14 +352,14 @@ fn camera(s: &mut Scrape, cam: &CameraHandle) {
         "WebRTC viewers of the camera now.",
         None,
         c,
-        cam.sessions.count(SessionKind::Viewer) as f64,
+        cam.consumers.count(ConsumerKind::Viewer) as f64,
     );
     s.gauge(
         "camgate_rtp_consumers",
         "Plain RTP outputs (rtp_out) of the camera now.",
         None,
         c,
-        cam.sessions.count(SessionKind::Rtp) as f64,
+        cam.consumers.count(ConsumerKind::Rtp) as f64,
     );
     for (kind, packets, bytes) in [
         ("rtp", &stats.egress_packets, &stats.egress_bytes),

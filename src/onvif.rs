@@ -197,7 +197,7 @@ pub struct OnvifClient {
     /// Device service URL, userinfo removed so it can appear in errors.
     device_url: Url,
     /// User name and password for the WS-Security header; never formatted.
-    credentials: Option<(String, String)>,
+    credentials: Option<crate::credentials::Credentials>,
     /// Profile token from the configuration; discovery then skips GetProfiles.
     configured_profile: Option<String>,
     /// Media service and profile once discovery succeeded; forgotten when
@@ -213,7 +213,7 @@ impl std::fmt::Debug for OnvifClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnvifClient")
             .field("device_url", &self.device_url.as_str())
-            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("user", &self.credentials.as_ref().map(|c| &c.username))
             .field("configured_profile", &self.configured_profile)
             .field("discovered", &self.discovered)
             .field("clock_offset_secs", &self.clock_offset_secs)
@@ -225,7 +225,7 @@ impl OnvifClient {
     /// A client of the device service at `device_url`. Credentials in the
     /// URL's userinfo are used when `credentials` is `None`, and removed from
     /// the URL either way. Nothing is sent before [`Self::request_keyframe`].
-    pub fn new(mut device_url: Url, credentials: Option<(String, String)>) -> Self {
+    pub fn new(mut device_url: Url, credentials: Option<crate::credentials::Credentials>) -> Self {
         let from_url = (!device_url.username().is_empty()).then(|| {
             let decode = |s: &str| {
                 percent_encoding::percent_decode_str(s)
@@ -242,7 +242,7 @@ impl OnvifClient {
         let _ = device_url.set_password(None);
         OnvifClient {
             device_url,
-            credentials: credentials.or(from_url),
+            credentials: credentials.or(from_url.map(|(u, p)| crate::credentials::Credentials::new(u, p))),
             configured_profile: None,
             discovered: None,
             clock_offset_secs: 0,
@@ -393,7 +393,8 @@ impl OnvifClient {
         authenticate: bool,
     ) -> Result<xml::Element, OnvifError> {
         let security = match (&self.credentials, authenticate) {
-            (Some((user, password)), true) => {
+            (Some(c), true) => {
+                let (user, password) = (&c.username, c.password.expose());
                 let nonce: [u8; 16] = rand::random();
                 let created = format_utc(unix_now().saturating_add(self.clock_offset_secs));
                 Some(security_header(user, password, &nonce, &created))
@@ -403,7 +404,7 @@ impl OnvifClient {
         let envelope = envelope(security.as_deref(), body);
         let target = url.to_string();
         let response = post(op, url, &envelope).await?;
-        let password = self.credentials.as_ref().map(|(_, p)| p.as_str());
+        let password = self.credentials.as_ref().map(|c| c.password.expose());
         interpret(op, target, response, password)
     }
 }
@@ -1453,7 +1454,7 @@ mod tests {
             client.device_url.as_str(),
             "http://192.0.2.10/onvif/device_service"
         );
-        assert_eq!(client.credentials, Some(("admin".into(), "p@ss".into())));
+        assert_eq!(client.credentials, Some(crate::credentials::Credentials::new("admin", "p@ss")));
         let debug = format!("{client:?}");
         assert!(
             !debug.contains("p@ss") && !debug.contains("p%40ss"),

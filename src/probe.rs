@@ -124,7 +124,7 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
     } else {
         let user = percent_decode(url.username());
         let pass = percent_decode(url.password().unwrap_or(""));
-        Some((user, pass))
+        Some(crate::credentials::Credentials::new(user, pass))
     };
     let _ = clean.set_username("");
     let _ = clean.set_password(None);

@@ -29,30 +29,9 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-/// Shows a `(user name, password)` pair in `Debug` output with the password
-/// as `***`: `Some(("admin", "***"))`. For the `Debug` impls of every struct
-/// that carries credentials, so `{:?}` never prints a password.
-pub struct Credentials<'a>(pub &'a Option<(String, String)>);
-
-impl std::fmt::Debug for Credentials<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.as_ref().map(|(user, _)| (user, "***")).fmt(f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::redact_url;
-
-    #[test]
-    fn credentials_debug_hides_the_password() {
-        let c = Some(("admin".to_string(), "s3cret".to_string()));
-        assert_eq!(
-            format!("{:?}", super::Credentials(&c)),
-            r#"Some(("admin", "***"))"#
-        );
-        assert_eq!(format!("{:?}", super::Credentials(&None)), "None");
-    }
 
     #[test]
     fn removes_userinfo() {

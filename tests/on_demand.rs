@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camgate::camera::sessions::new_session_id;
-use camgate::camera::{CameraHandle, CameraState, Session, SessionGuard, SessionKind, Supervisor};
+use camgate::camera::consumers::new_consumer_id;
+use camgate::camera::{CameraHandle, CameraState, Consumer, ConsumerGuard, ConsumerKind, Supervisor};
 use camgate::config::Config;
 use camgate::sim::{SimOptions, SimServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,10 +94,10 @@ async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A viewer-like session of `cam`, its token a child of the camera's.
-fn viewer(cam: &CameraHandle) -> SessionGuard {
-    cam.sessions.register(Session::new(
-        new_session_id(),
-        SessionKind::Viewer,
+fn viewer(cam: &CameraHandle) -> ConsumerGuard {
+    cam.consumers.register(Consumer::new(
+        new_consumer_id(),
+        ConsumerKind::Viewer,
         cam.config.id.clone(),
         None,
         cam.cancel.child_token(),
@@ -173,7 +173,7 @@ async fn on_demand_camera_is_pulled_only_while_wanted() {
 
     // Removing the camera ends its viewers (their tokens are children of
     // the camera's) and the RTSP session.
-    let token = again.session().cancel.clone();
+    let token = again.consumer().cancel.clone();
     supervisor.remove("od").await.unwrap();
     assert!(token.is_cancelled());
     wait_until("TEARDOWN on removal", Duration::from_secs(5), || {

@@ -26,7 +26,7 @@ pub fn run(data: &[u8]) {
         url: "rtsp://user:pw@cam/stream"
             .parse()
             .expect("constant URL is valid"),
-        credentials: Some(("user".into(), "pw".into())),
+        credentials: Some(camgate::credentials::Credentials::new("user", "pw")),
         user_agent: "fuzz".into(),
     };
     let mut client = Client::new(config, now);

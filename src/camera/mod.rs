@@ -6,7 +6,7 @@ pub mod hub;
 mod media;
 pub mod rtsps;
 pub mod session;
-pub mod sessions;
+pub mod consumers;
 pub mod stats;
 pub mod supervisor;
 mod udp;
@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use hub::{AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
-pub use sessions::{Session, SessionGuard, SessionKind, SessionRegistry};
+pub use consumers::{Consumer, ConsumerGuard, ConsumerKind, ConsumerRegistry};
 pub use stats::CameraStats;
 pub use supervisor::{CameraHandle, Supervisor};
 

@@ -23,6 +23,7 @@ use super::stats::CameraStats;
 use super::udp::{bind_udp_pair, record_buffer, recv_opt, set_receive_buffer, udp_reader, UdpRole};
 use super::{CameraState, CameraStatus};
 use crate::h264::repair::OnDamage;
+use crate::credentials::Credentials;
 use crate::h264::ParameterSets;
 use crate::onvif::{OnvifClient, OnvifError};
 use crate::redact::redact_url;
@@ -54,13 +55,13 @@ impl Carrier {
     }
 }
 
-/// What one session needs to know. `Debug` shows the password as `***`.
-#[derive(Clone)]
+/// What one session needs to know.
+#[derive(Clone, Debug)]
 pub struct SessionParams {
     /// `rtsp://` URL without credentials.
     pub url: Url,
     /// User name and password.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
     /// TCP or UDP for media.
     pub carrier: Carrier,
     /// Fail with [`SessionError::NoUdpMedia`] when UDP delivers nothing this
@@ -86,23 +87,9 @@ pub struct SessionParams {
     pub tls_verify: bool,
 }
 
-impl std::fmt::Debug for SessionParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The fields that say which session this is; the rest are tuning.
-        f.debug_struct("SessionParams")
-            .field("url", &redact_url(self.url.as_str()))
-            .field(
-                "credentials",
-                &crate::redact::Credentials(&self.credentials),
-            )
-            .field("carrier", &self.carrier)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SessionParams {
     /// Defaults for `url`: 5 s media timeout, 10 s connect timeout.
-    pub fn new(url: Url, credentials: Option<(String, String)>, carrier: Carrier) -> Self {
+    pub fn new(url: Url, credentials: Option<Credentials>, carrier: Carrier) -> Self {
         SessionParams {
             url,
             credentials,

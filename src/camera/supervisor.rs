@@ -20,10 +20,9 @@ use url::Url;
 use super::session::{
     run_session, Carrier, SessionContext, SessionEnd, SessionError, SessionParams,
 };
-use super::sessions::{new_session_id, Session, SessionKind, SessionRegistry};
+use super::consumers::{new_consumer_id, Consumer, ConsumerKind, ConsumerRegistry};
 use super::{CameraState, CameraStats, CameraStatus, Hub};
 use crate::config::{CameraConfig, TransportMode};
-use crate::h264::repair::OnDamage;
 use crate::onvif::OnvifClient;
 use crate::redact::redact_url;
 use crate::reload::ConfigStore;
@@ -60,7 +59,7 @@ pub struct CameraHandle {
     /// the camera.
     pub cancel: CancellationToken,
     /// Its viewers and RTP consumers.
-    pub sessions: Arc<SessionRegistry>,
+    pub consumers: Arc<ConsumerRegistry>,
 }
 
 /// Why a camera could not be added, removed or restarted.
@@ -218,7 +217,7 @@ impl Supervisor {
         };
         let (status_tx, status_rx) = watch::channel(CameraStatus::new(initial));
         let cancel = self.root.child_token();
-        let sessions = Arc::new(SessionRegistry::default());
+        let consumers = Arc::new(ConsumerRegistry::default());
         let restart = Arc::new(Notify::new());
         let handle = CameraHandle {
             config: cfg.clone(),
@@ -226,7 +225,7 @@ impl Supervisor {
             stats: stats.clone(),
             status: status_rx,
             cancel: cancel.clone(),
-            sessions: sessions.clone(),
+            consumers: consumers.clone(),
         };
         let tasks = TaskTracker::new();
 
@@ -246,9 +245,9 @@ impl Supervisor {
         if let Some(url) = url {
             let span = tracing::info_span!("camera", id = %cfg.id);
             for out in &cfg.rtp_out {
-                let guard = sessions.register(Session::new(
-                    new_session_id(),
-                    SessionKind::Rtp,
+                let guard = consumers.register(Consumer::new(
+                    new_consumer_id(),
+                    ConsumerKind::Rtp,
                     cfg.id.clone(),
                     None,
                     cancel.child_token(),
@@ -269,7 +268,7 @@ impl Supervisor {
                 hub,
                 stats,
                 status: status_tx,
-                sessions,
+                consumers,
                 restart: restart.clone(),
                 cancel,
             });
@@ -440,7 +439,7 @@ struct CameraTask {
     stats: Arc<CameraStats>,
     status: watch::Sender<CameraStatus>,
     /// Watched for demand (on-demand cameras).
-    sessions: Arc<SessionRegistry>,
+    consumers: Arc<ConsumerRegistry>,
     /// Restart requests.
     restart: Arc<Notify>,
     /// The camera's token.
@@ -469,9 +468,9 @@ struct Demand {
 }
 
 impl Demand {
-    fn new(cfg: &CameraConfig, sessions: &SessionRegistry) -> Demand {
+    fn new(cfg: &CameraConfig, consumers: &ConsumerRegistry) -> Demand {
         Demand {
-            count: cfg.on_demand.then(|| sessions.watch_count()),
+            count: cfg.on_demand.then(|| consumers.watch_count()),
             idle_timeout: cfg.idle_timeout,
             zero_since: None,
         }
@@ -542,7 +541,7 @@ async fn run_camera(task: CameraTask) {
         hub,
         stats,
         status,
-        sessions,
+        consumers,
         restart,
         cancel,
     } = task;
@@ -553,7 +552,7 @@ async fn run_camera(task: CameraTask) {
             cfg.credentials.clone(),
         )))
     });
-    let mut demand = Demand::new(&cfg, &sessions);
+    let mut demand = Demand::new(&cfg, &consumers);
     let mut generation = 0u64;
     'camera: loop {
         if cfg.on_demand {
@@ -586,10 +585,7 @@ async fn run_camera(task: CameraTask) {
                 .network_cache_ms
                 .map(|ms| Duration::from_millis(u64::from(ms)));
             params.socket_buffer_bytes = cfg.socket_buffer_bytes;
-            params.on_damage = match cfg.on_damage {
-                crate::config::OnDamage::DropUntilKeyframe => OnDamage::DropUntilKeyframe,
-                crate::config::OnDamage::Forward => OnDamage::Forward,
-            };
+            params.on_damage = cfg.on_damage;
             params.refresh_timeout = cfg.refresh_timeout;
             params.onvif = onvif.clone();
             params.tls_verify = cfg.tls_verify;
@@ -763,10 +759,10 @@ mod tests {
         cfg
     }
 
-    fn viewer() -> Session {
-        Session::new(
-            new_session_id(),
-            SessionKind::Viewer,
+    fn viewer() -> Consumer {
+        Consumer::new(
+            new_consumer_id(),
+            ConsumerKind::Viewer,
             "od".into(),
             None,
             CancellationToken::new(),
@@ -781,7 +777,7 @@ mod tests {
     #[tokio::test]
     async fn demand_waits_for_a_session_and_times_out_after_the_last() {
         let idle = Duration::from_millis(300);
-        let reg = Arc::new(SessionRegistry::default());
+        let reg = Arc::new(ConsumerRegistry::default());
         let mut demand = Demand::new(&on_demand_config(idle), &reg);
         // Nobody: not wanted.
         assert!(pending_for(Duration::from_millis(200), demand.wanted()).await);
@@ -808,7 +804,7 @@ mod tests {
 
     #[tokio::test]
     async fn always_pulled_camera_is_always_wanted() {
-        let reg = Arc::new(SessionRegistry::default());
+        let reg = Arc::new(ConsumerRegistry::default());
         let mut cfg = on_demand_config(Duration::from_millis(100));
         cfg.on_demand = false;
         let mut demand = Demand::new(&cfg, &reg);

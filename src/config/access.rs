@@ -137,28 +137,17 @@ pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(60);
 /// One `[[auth.token]]`: a bearer token.
 ///
 /// `Debug` prints the token as `***`.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TokenConfig {
     /// For logs: `name`, else `token #N`.
     pub name: String,
     /// The secret, from `token` or `token_env`: at least 16 characters of
     /// the RFC 6750 token alphabet.
-    pub token: String,
+    pub token: crate::credentials::Secret,
     /// What it may do.
     pub role: Role,
     /// The cameras a viewer may watch; `None`: all.
     pub cameras: Option<Vec<String>>,
-}
-
-impl fmt::Debug for TokenConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenConfig")
-            .field("name", &self.name)
-            .field("token", &"***")
-            .field("role", &self.role)
-            .field("cameras", &self.cameras)
-            .finish()
-    }
 }
 
 /// One `[[auth.user]]`: a user name and an Argon2 password hash, for HTTP
@@ -464,7 +453,7 @@ fn token(
     let cameras = cameras(t.cameras.as_ref(), role, &who, src)?;
     Ok(TokenConfig {
         name,
-        token: secret,
+        token: crate::credentials::Secret::new(secret),
         role,
         cameras,
     })
@@ -650,7 +639,7 @@ role = "metrics"
             Some(&["lobby".to_owned(), "yard.east".to_owned()][..])
         );
         assert_eq!(c.auth.tokens[1].name, "token #2");
-        assert_eq!(c.auth.tokens[1].token, "token-from-env-0123456789");
+        assert_eq!(c.auth.tokens[1].token.expose(), "token-from-env-0123456789");
         assert_eq!(c.auth.tokens[1].role, Role::Admin);
         assert_eq!(c.auth.users[0].role, Role::Metrics);
         // The token never shows in Debug.
@@ -816,7 +805,7 @@ role = "metrics"
         assert!(!c.cameras[0].tls_verify);
         let c = parse("[[camera]]\nid = \"a\"\nurl = \"rtsps://u:p@192.0.2.1/live\"\n").unwrap();
         assert!(c.cameras[0].tls_verify);
-        assert_eq!(c.cameras[0].credentials, Some(("u".into(), "p".into())));
+        assert_eq!(c.cameras[0].credentials, Some(crate::credentials::Credentials::new("u", "p")));
         err(
             "[[camera]]\nid = \"a\"\nurl = \"rtsp://192.0.2.1/live\"\ntls_verify = false\n",
             4,

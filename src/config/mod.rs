@@ -103,38 +103,7 @@ impl fmt::Display for TransportMode {
     }
 }
 
-/// What to do with a picture that arrived damaged (packets lost, cut short
-/// or out of order beyond repair) until the next keyframe.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnDamage {
-    /// Send nothing from the damaged frame until the next keyframe (and ask
-    /// the camera for one): consumers see a short freeze, never corruption.
-    #[default]
-    DropUntilKeyframe,
-    /// Send everything as received: no freeze, but consumers' decoders show
-    /// smeared or grey areas until the next keyframe.
-    Forward,
-}
-
-impl OnDamage {
-    /// The spelling used in `cameras.toml`: `drop-until-keyframe` or
-    /// `forward`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnDamage::DropUntilKeyframe => "drop-until-keyframe",
-            OnDamage::Forward => "forward",
-        }
-    }
-}
-
-impl fmt::Display for OnDamage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::h264::repair::OnDamage;
 
 /// One `[[camera.rtp_out]]` destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,8 +118,8 @@ pub struct RtpOut {
 
 /// One `[[camera]]`.
 ///
-/// `Debug` prints the password as `***`, so a `Config` can be logged whole.
-#[derive(Clone, PartialEq)]
+/// `Debug` never shows the password (see [`crate::credentials`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct CameraConfig {
     /// Unique id: 1 to 64 of ASCII letters, digits, `-`, `_`, `.` (not `.`
     /// or `..`); used in URLs, file names and metric labels.
@@ -163,7 +132,7 @@ pub struct CameraConfig {
     /// and has no `:` (RFC 7617) and no control characters (a CR/LF would
     /// end the RTSP header line); the password may be empty. Never put the
     /// password in a log line or an error.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<crate::credentials::Credentials>,
     /// Default `tcp` (from `[defaults]` when set there).
     pub transport: TransportMode,
     /// Default true. A disabled camera is listed but not pulled; it is still
@@ -235,50 +204,6 @@ impl CameraConfig {
     }
 }
 
-impl fmt::Debug for CameraConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Destructured so that a new field cannot be forgotten here.
-        let CameraConfig {
-            id,
-            url,
-            credentials,
-            transport,
-            enabled,
-            rtp_out,
-            rtp_payload_size,
-            line,
-            network_cache_ms,
-            socket_buffer_bytes,
-            on_damage,
-            refresh_timeout,
-            onvif_url,
-            faults,
-            tls_verify,
-            on_demand,
-            idle_timeout,
-        } = self;
-        let credentials = credentials.as_ref().map(|(user, _)| (user, "***"));
-        f.debug_struct("CameraConfig")
-            .field("id", id)
-            .field("url", &url.as_str())
-            .field("credentials", &credentials)
-            .field("transport", transport)
-            .field("enabled", enabled)
-            .field("rtp_out", rtp_out)
-            .field("rtp_payload_size", rtp_payload_size)
-            .field("line", line)
-            .field("network_cache_ms", network_cache_ms)
-            .field("socket_buffer_bytes", socket_buffer_bytes)
-            .field("on_damage", on_damage)
-            .field("refresh_timeout", refresh_timeout)
-            .field("onvif_url", &onvif_url.as_ref().map(Url::as_str))
-            .field("faults", faults)
-            .field("tls_verify", tls_verify)
-            .field("on_demand", on_demand)
-            .field("idle_timeout", idle_timeout)
-            .finish()
-    }
-}
 
 /// `[server] listen` when the file does not set it.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(

@@ -50,8 +50,8 @@ fn assert_err(text: &str, line: usize, parts: &[&str]) {
     assert!(!message.contains("s3cret"), "password leaked: {message}");
 }
 
-fn creds(user: &str, password: &str) -> Option<(String, String)> {
-    Some((user.to_owned(), password.to_owned()))
+fn creds(user: &str, password: &str) -> Option<crate::credentials::Credentials> {
+    Some(crate::credentials::Credentials::new(user, password))
 }
 
 const FULL: &str = r#"# the example of docs/config.md

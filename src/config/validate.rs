@@ -11,6 +11,8 @@ use std::time::Duration;
 use toml::Spanned;
 use url::Url;
 
+use crate::credentials::Credentials;
+
 use super::raw::{self, Number, RawCamera, RawDefaults, RawFaults, RawFile, RawRtpOut};
 use super::{
     access, CameraConfig, Config, ConfigError, OnDamage, RtpOut, ServerConfig, TransportMode,
@@ -592,7 +594,7 @@ fn camera_url(
     value: &Spanned<String>,
     who: &str,
     src: &Source<'_>,
-) -> Result<(Url, Option<(String, String)>), ConfigError> {
+) -> Result<(Url, Option<Credentials>), ConfigError> {
     let err = |what: &str| src.field(value, who, "url", what);
     // url's messages never quote the input, which may hold a password.
     let mut url = Url::parse(value.get_ref()).map_err(|e| {
@@ -647,18 +649,18 @@ fn camera_url(
     if removed.is_err() {
         return Err(err("cannot remove the credentials from this URL"));
     }
-    Ok((url, Some((username, password))))
+    Ok((url, Some(Credentials::new(username, password))))
 }
 
 /// Combines URL credentials with `username`, `password`, `password_env`
 /// and `credentials_file`.
 fn credentials(
     cam: &RawCamera,
-    from_url: Option<(String, String)>,
+    from_url: Option<Credentials>,
     who: &str,
     src: &Source<'_>,
     env: EnvLookup<'_>,
-) -> Result<Option<(String, String)>, ConfigError> {
+) -> Result<Option<Credentials>, ConfigError> {
     if let Some(file) = &cam.credentials_file {
         let field = |what: &str| src.field(file, who, "credentials_file", what);
         if from_url.is_some() {
@@ -679,7 +681,7 @@ fn credentials(
         if let Some(problem) = username_problem(&user) {
             return Err(field(&format!("the user name {problem}")));
         }
-        return Ok(Some((user, password)));
+        return Ok(Some(Credentials::new(user, password)));
     }
     if from_url.is_some() {
         if cam.username.is_some() || cam.password.is_some() || cam.password_env.is_some() {
@@ -718,7 +720,7 @@ fn credentials(
         (None, Some(name)) => password_from_env(name, who, src, env)?,
         (None, None) => String::new(),
     };
-    Ok(Some((username.get_ref().clone(), password)))
+    Ok(Some(Credentials::new(username.get_ref().clone(), password)))
 }
 
 /// Why a (non-empty) user name cannot be sent, if it cannot.

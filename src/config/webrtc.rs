@@ -37,24 +37,14 @@ pub(super) struct RawIceServer {
 }
 
 /// A STUN or TURN server for viewers.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IceServer {
     /// `stun:` / `turn:` / `turns:` URLs.
     pub urls: Vec<String>,
     /// TURN user name.
     pub username: Option<String>,
-    /// TURN credential (secret: not printed by `Debug`).
-    pub credential: Option<String>,
-}
-
-impl std::fmt::Debug for IceServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IceServer")
-            .field("urls", &self.urls)
-            .field("username", &self.username)
-            .field("credential", &self.credential.as_ref().map(|_| "***"))
-            .finish()
-    }
+    /// TURN credential.
+    pub credential: Option<crate::credentials::Secret>,
 }
 
 /// `[webrtc]`, checked, with defaults.
@@ -208,7 +198,7 @@ pub(super) fn webrtc(
         c.ice_servers.push(IceServer {
             urls: s.urls.iter().map(|u| u.get_ref().clone()).collect(),
             username: s.username.clone(),
-            credential: s.credential.clone(),
+            credential: s.credential.clone().map(crate::credentials::Secret::new),
         });
     }
     if let Some(v) = &raw.disconnect_timeout {

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::camera::hub::{AudioInfo, StreamInfo};
-use crate::camera::{CameraStats, Hub, MediaEvent, Session, SessionGuard};
+use crate::camera::{CameraStats, Hub, MediaEvent, Consumer, ConsumerGuard};
 use crate::config::RtpOut;
 use crate::h264::packetizer::{Packetizer, Payload};
 use crate::rtp::RtpPacket;
@@ -28,7 +28,7 @@ pub const AUDIO_DYNAMIC_PAYLOAD_TYPE: u8 = 97;
 pub struct Timeline {
     /// Output clock rate in Hz.
     clock_rate: u32,
-    /// Session generation the mapping was made for.
+    /// Consumer generation the mapping was made for.
     generation: u64,
     /// Input timestamp that maps to `out_base`.
     in_base: u32,
@@ -102,9 +102,9 @@ pub async fn run_rtp_out(
     payload_size: usize,
     hub: Arc<Hub>,
     stats: Arc<CameraStats>,
-    guard: SessionGuard,
+    guard: ConsumerGuard,
 ) {
-    let session = guard.session().clone();
+    let session = guard.consumer().clone();
     let cancel = session.cancel.clone();
     session.set_remote(out.destination.to_string());
     let socket = match bind_sender(&out).await {
@@ -224,7 +224,7 @@ async fn send(
     payload: &[u8],
     dest: SocketAddr,
     stats: &CameraStats,
-    session: &Session,
+    session: &Consumer,
 ) {
     buf.clear();
     RtpPacket::write(

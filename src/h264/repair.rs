@@ -11,18 +11,39 @@ use serde::{Deserialize, Serialize};
 use super::analyzer::{Analysis, Damage};
 use super::{nal_type, AccessUnit, ParameterSets};
 
-/// What to do with damaged pictures (`on_damage` in `cameras.toml`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// What to do with a picture that arrived damaged (packets lost, cut short
+/// or out of order beyond repair) until the next keyframe: `on_damage` in
+/// `cameras.toml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnDamage {
     /// `"drop-until-keyframe"` (default): drop the damaged picture and every
-    /// picture after it until a clean IDR, so consumers never show smeared
-    /// video. Also waits for an IDR at start.
+    /// picture after it until a clean keyframe (and ask the camera for one),
+    /// so consumers see a short freeze, never smeared video. Also waits for
+    /// a keyframe at start.
     #[default]
     DropUntilKeyframe,
-    /// `"forward"`: forward everything, damaged or not; still ask for a
-    /// keyframe on damage.
+    /// `"forward"`: forward everything as received, damaged or not; no
+    /// freeze, but decoders show smeared or grey areas until the next
+    /// keyframe. Still asks for a keyframe on damage.
     Forward,
+}
+
+impl OnDamage {
+    /// The spelling used in `cameras.toml`: `drop-until-keyframe` or
+    /// `forward`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDamage::DropUntilKeyframe => "drop-until-keyframe",
+            OnDamage::Forward => "forward",
+        }
+    }
+}
+
+impl std::fmt::Display for OnDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Whether the gate forwards pictures.

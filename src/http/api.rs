@@ -13,10 +13,10 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{error, AppState};
-use crate::camera::sessions::SessionView;
+use crate::camera::consumers::ConsumerView;
 use crate::camera::stats::StatsSnapshot;
 use crate::camera::supervisor::SupervisorError;
-use crate::camera::{CameraHandle, CameraStatus, SessionKind};
+use crate::camera::{CameraHandle, CameraStatus, ConsumerKind};
 use crate::redact::redact_url;
 use crate::reload::{ApiChangeError, ConfigStore};
 
@@ -68,8 +68,8 @@ fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
         status: cam.status.borrow().clone(),
         stats: cam.stats.snapshot(),
         consumers: cam.hub.consumers(),
-        viewers: cam.sessions.count(SessionKind::Viewer),
-        rtp_consumers: cam.sessions.count(SessionKind::Rtp),
+        viewers: cam.consumers.count(ConsumerKind::Viewer),
+        rtp_consumers: cam.consumers.count(ConsumerKind::Rtp),
     }
 }
 
@@ -180,7 +180,7 @@ async fn list_sessions(State(st): State<AppState>, Path(id): Path<String>) -> Re
     let Some(cam) = st.supervisor.camera(&id) else {
         return no_camera(&id);
     };
-    let sessions: Vec<SessionView> = cam.sessions.list().iter().map(|s| s.snapshot()).collect();
+    let sessions: Vec<ConsumerView> = cam.consumers.list().iter().map(|s| s.snapshot()).collect();
     Json(sessions).into_response()
 }
 
@@ -193,7 +193,7 @@ async fn end_session(
     let Some(cam) = st.supervisor.camera(&id) else {
         return no_camera(&id);
     };
-    match cam.sessions.get(&sid) {
+    match cam.consumers.get(&sid) {
         Some(session) => {
             session.cancel.cancel();
             StatusCode::NO_CONTENT.into_response()

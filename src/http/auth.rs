@@ -157,7 +157,7 @@ impl Policy {
                         role: t.role,
                         cameras: cameras(&t.cameras),
                     };
-                    (Sha256::digest(t.token.as_bytes()).into(), principal)
+                    (Sha256::digest(t.token.expose().as_bytes()).into(), principal)
                 })
                 .collect(),
             users: config
@@ -599,13 +599,13 @@ mod tests {
             tokens: vec![
                 TokenConfig {
                     name: "front-only".into(),
-                    token: "viewer-token-0123456789".into(),
+                    token: crate::credentials::Secret::new("viewer-token-0123456789"),
                     role: Role::Viewer,
                     cameras: Some(vec!["front".into()]),
                 },
                 TokenConfig {
                     name: "ops".into(),
-                    token: "admin-token-0123456789".into(),
+                    token: crate::credentials::Secret::new("admin-token-0123456789"),
                     role: Role::Admin,
                     cameras: None,
                 },

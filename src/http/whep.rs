@@ -124,7 +124,7 @@ fn link(server: &IceServer, url: &str) -> String {
         v.push_str(&format!(
             "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
             q(u),
-            q(c)
+            q(c.expose())
         ));
     }
     v
@@ -258,9 +258,9 @@ async fn end_session(
     let mut r = match st
         .supervisor
         .camera(&camera)
-        .and_then(|cam| cam.sessions.get(&session))
+        .and_then(|cam| cam.consumers.get(&session))
     {
-        Some(s) if s.kind == crate::camera::SessionKind::Viewer => {
+        Some(s) if s.kind == crate::camera::ConsumerKind::Viewer => {
             s.cancel.cancel();
             StatusCode::OK.into_response()
         }
@@ -282,7 +282,7 @@ mod tests {
         let s = IceServer {
             urls: vec!["turn:turn.example.net:3478".into()],
             username: Some("u".into()),
-            credential: Some("p\"w".into()),
+            credential: Some(crate::credentials::Secret::new("p\"w")),
         };
         assert_eq!(
             link(&s, &s.urls[0]),

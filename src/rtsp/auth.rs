@@ -1,6 +1,7 @@
 //! RTSP authentication (RFC 2326 section 16 with RFC 7617 Basic and RFC
 //! 7616 / RFC 2069 Digest): answers `WWW-Authenticate` challenges.
 
+use crate::credentials::Credentials;
 use http_auth::{PasswordClient, PasswordParams};
 
 use super::message::Headers;
@@ -22,31 +23,19 @@ pub enum AuthError {
     CannotRespond(String),
 }
 
-/// The credentials and the challenge currently answered. `Debug` shows
-/// the password as `***`.
+/// The credentials and the challenge currently answered.
+#[derive(Debug)]
 pub struct Authenticator {
     /// User name and password, if configured.
-    credentials: Option<(String, String)>,
+    credentials: Option<Credentials>,
     /// The accepted challenge; kept so every later request carries an
     /// answer (Digest with an increasing nonce count).
     client: Option<PasswordClient>,
 }
 
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field(
-                "credentials",
-                &crate::redact::Credentials(&self.credentials),
-            )
-            .field("active", &self.client.is_some())
-            .finish()
-    }
-}
-
 impl Authenticator {
     /// An authenticator that has seen no challenge yet.
-    pub fn new(credentials: Option<(String, String)>) -> Self {
+    pub fn new(credentials: Option<Credentials>) -> Self {
         Authenticator {
             credentials,
             client: None,
@@ -91,14 +80,13 @@ impl Authenticator {
 
     /// The `Authorization` value for a request, if a challenge was accepted.
     pub fn authorization(&mut self, method: &str, uri: &str) -> Result<Option<String>, AuthError> {
-        let (Some(client), Some((username, password))) =
-            (self.client.as_mut(), self.credentials.as_ref())
+        let (Some(client), Some(credentials)) = (self.client.as_mut(), self.credentials.as_ref())
         else {
             return Ok(None);
         };
         let params = PasswordParams {
-            username,
-            password,
+            username: &credentials.username,
+            password: credentials.password.expose(),
             uri,
             method,
             body: None,

@@ -45,30 +45,15 @@ pub const MAX_INGEST_BYTES_PER_SEC: u64 = 64 << 20;
 /// stall (at most 64 MiB, `socket_buffer_bytes`) stays below the limit.
 pub const INGEST_WINDOW: Duration = Duration::from_secs(2);
 
-/// Settings for one RTSP session. `Debug` shows the password as `***`.
-#[derive(Clone)]
+/// Settings for one RTSP session.
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// The camera URL, with credentials removed.
     pub url: Url,
     /// User name and password, if the camera needs them.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<crate::credentials::Credentials>,
     /// `User-Agent` header value.
     pub user_agent: String,
-}
-
-impl std::fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ClientConfig {
-            url,
-            credentials,
-            user_agent,
-        } = self;
-        f.debug_struct("ClientConfig")
-            .field("url", &crate::redact::redact_url(url.as_str()))
-            .field("credentials", &crate::redact::Credentials(credentials))
-            .field("user_agent", user_agent)
-            .finish()
-    }
 }
 
 /// How one stream should be delivered, chosen by the driver for SETUP.

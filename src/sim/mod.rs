@@ -30,12 +30,12 @@ pub use clip::{clip_info, ClipInfo};
 pub use control::{FaultCounts, FaultStats, KeyframeTrigger};
 pub use faults::Faults;
 
-/// Settings of a sim server. `Debug` shows the password as `***`.
-#[derive(Clone)]
+/// Settings of a sim server.
+#[derive(Clone, Debug)]
 pub struct SimOptions {
     /// User name and password every request but OPTIONS must carry (Digest,
     /// realm `camgate-sim`, or Basic). Default: none, no authentication.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<crate::credentials::Credentials>,
     /// How long a UDP session lives without an RTSP request or RTCP packet
     /// from the client; also the `timeout` announced in `Session`.
     /// Default: 60 s, like most cameras.
@@ -44,21 +44,6 @@ pub struct SimOptions {
     /// (`rtsp://host/NAME?truncate=0.02&seed=7`, keys as the fields of
     /// [`Faults`]). Default: none, PLI honoured.
     pub faults: Faults,
-}
-
-impl std::fmt::Debug for SimOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let SimOptions {
-            credentials,
-            session_timeout,
-            faults,
-        } = self;
-        f.debug_struct("SimOptions")
-            .field("credentials", &crate::redact::Credentials(credentials))
-            .field("session_timeout", session_timeout)
-            .field("faults", faults)
-            .finish()
-    }
 }
 
 impl Default for SimOptions {
@@ -202,7 +187,7 @@ impl SimServer {
             .options
             .credentials
             .clone()
-            .map(|(user, password)| auth::Authenticator::new(user, password));
+            .map(|c| auth::Authenticator::new(c.username, c.password.expose().to_owned()));
         let shared = Arc::new(Shared {
             options: self.options,
             auth,

@@ -105,7 +105,7 @@ impl std::fmt::Debug for OnvifSim {
             .field("local_addr", &self.local_addr)
             .field(
                 "credentials",
-                &crate::redact::Credentials(&self.credentials),
+                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
             )
             .field("refused", &self.refused)
             .field("clock_offset_secs", &self.clock_offset_secs)
@@ -119,7 +119,7 @@ impl std::fmt::Debug for Shared {
             .field("local_addr", &self.local_addr)
             .field(
                 "credentials",
-                &crate::redact::Credentials(&self.credentials),
+                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
             )
             .finish_non_exhaustive()
     }

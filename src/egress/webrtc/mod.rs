@@ -39,8 +39,8 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 
-use crate::camera::sessions::new_session_id;
-use crate::camera::{CameraHandle, CameraState, Session, SessionKind};
+use crate::camera::consumers::new_consumer_id;
+use crate::camera::{CameraHandle, CameraState, Consumer, ConsumerKind};
 use crate::config::WebrtcConfig;
 use negotiate::{NegotiationError, Profile};
 
@@ -151,7 +151,7 @@ impl WebrtcEgress {
     }
 
     fn take_slot(&self, cam: &CameraHandle) -> Result<ViewerSlot, WhepError> {
-        let per_camera = cam.sessions.count(SessionKind::Viewer);
+        let per_camera = cam.consumers.count(ConsumerKind::Viewer);
         if per_camera >= self.config.max_viewers_per_camera {
             return Err(WhepError::Full(format!(
                 "camera {:?} has {per_camera} viewers, the most allowed (max_viewers_per_camera)",
@@ -178,17 +178,17 @@ impl WebrtcEgress {
         // Cheap checks first: a flood of bad offers costs no WebRTC setup.
         negotiate::parse_offer(&offer).map_err(|e| WhepError::Malformed(e.to_string()))?;
         let slot = self.take_slot(cam)?;
-        let id = new_session_id();
+        let id = new_consumer_id();
         let cancel = cam.cancel.child_token();
-        let guard = cam.sessions.register(Session::new(
+        let guard = cam.consumers.register(Consumer::new(
             id.clone(),
-            SessionKind::Viewer,
+            ConsumerKind::Viewer,
             cam.config.id.clone(),
             Some(offer.clone()),
             cancel.clone(),
         ));
         if let Some(remote) = options.remote {
-            guard.session().set_remote(remote.to_string());
+            guard.consumer().set_remote(remote.to_string());
         }
         let info = self.stream_info(cam).await?;
         let sps = info
@@ -288,7 +288,7 @@ impl WebrtcEgress {
             let _ = state_tx.send(s);
             Box::pin(async {})
         }));
-        let session = guard.session().clone();
+        let session = guard.consumer().clone();
         *session.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(sdp.clone());
         for note in &choice.notes {
             tracing::info!(session = %id, "{note}");

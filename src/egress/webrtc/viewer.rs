@@ -18,7 +18,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
-use crate::camera::{CameraStats, Hub, Session, SessionGuard};
+use crate::camera::{CameraStats, Hub, Consumer, ConsumerGuard};
 use crate::egress::rtp::Timeline;
 use crate::h264::packetizer::{Packetizer, Payload};
 
@@ -48,7 +48,7 @@ pub(super) struct Viewer {
     pub video_sender: Arc<RTCRtpSender>,
     pub audio: Option<(Arc<TrackLocalStaticRTP>, Arc<RTCRtpSender>, u32)>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
-    pub guard: SessionGuard,
+    pub guard: ConsumerGuard,
     pub hub: Arc<Hub>,
     pub stats: Arc<CameraStats>,
     pub fast_start: bool,
@@ -136,7 +136,7 @@ impl VideoOut {
         &mut self,
         frame: &Arc<VideoFrame>,
         ts: u32,
-        session: &Session,
+        session: &Consumer,
         stats: &CameraStats,
     ) -> bool {
         self.payloads.clear();
@@ -174,7 +174,7 @@ impl VideoOut {
     }
 
     /// Replays `frames` compressed in time.
-    async fn burst(&mut self, frames: &[Arc<VideoFrame>], session: &Session, stats: &CameraStats) {
+    async fn burst(&mut self, frames: &[Arc<VideoFrame>], session: &Consumer, stats: &CameraStats) {
         let start = Instant::now();
         let mut bytes = 0usize;
         for f in frames {
@@ -223,7 +223,7 @@ impl Viewer {
             disconnect_timeout,
             _slot,
         } = self;
-        let session = guard.session().clone();
+        let session = guard.consumer().clone();
         let cancel = session.cancel.clone();
         let (fb_tx, mut fb_rx) = mpsc::channel::<Feedback>(8);
         // RTCP from the viewer must be read for the interceptors (NACK
@@ -380,7 +380,7 @@ impl Viewer {
 async fn answer_keyframe_request(
     out: &mut VideoOut,
     hub: &Hub,
-    session: &Session,
+    session: &Consumer,
     stats: &CameraStats,
 ) {
     if hub.request_keyframe() {
@@ -427,7 +427,7 @@ async fn recv_opt(
 async fn read_rtcp(
     sender: Arc<RTCRtpSender>,
     fb: mpsc::Sender<Feedback>,
-    session: Arc<Session>,
+    session: Arc<Consumer>,
     stats: Arc<CameraStats>,
 ) {
     use rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;

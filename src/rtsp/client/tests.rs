@@ -46,7 +46,7 @@ impl Harness {
         let now = Instant::now();
         let config = ClientConfig {
             url: Url::parse(url).unwrap(),
-            credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
+            credentials: credentials.map(|(u, p)| crate::credentials::Credentials::new(u, p)),
             user_agent: UA.into(),
         };
         Harness {

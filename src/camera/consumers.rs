@@ -1,7 +1,7 @@
 //! Who is receiving a camera: WebRTC viewers and RTP consumers, each with
-//! live counters that the API, the metrics and the dashboard read. A session
+//! live counters that the API, the metrics and the dashboard read. A consumer
 //! registers itself when it starts and is removed when its guard drops, so
-//! the registry can never hold a session whose task has ended.
+//! the registry can never hold a consumer whose task has ended.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +12,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// What kind of receiver a session is.
+/// What kind of receiver a consumer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SessionKind {
+pub enum ConsumerKind {
     /// A WebRTC viewer (WHEP).
     Viewer,
     /// A configured plain-RTP destination.
@@ -24,17 +24,17 @@ pub enum SessionKind {
 
 /// One receiver of a camera, shared between its task and the registry.
 #[derive(Debug)]
-pub struct Session {
+pub struct Consumer {
     /// Unique within the gateway (used in URLs).
     pub id: String,
     /// Viewer or RTP consumer.
-    pub kind: SessionKind,
+    pub kind: ConsumerKind,
     /// The camera it receives.
     pub camera: String,
     /// When it started.
     pub started: SystemTime,
     started_at: Instant,
-    /// Ends the session (its task watches this token).
+    /// Ends the consumer (its task watches this token).
     pub cancel: CancellationToken,
     /// Remote address as text (`ip:port`), once known.
     pub remote: Mutex<Option<String>>,
@@ -58,7 +58,7 @@ pub struct Session {
     pub nacks: AtomicU64,
     /// Packets resent in answer to NACKs.
     pub retransmitted: AtomicU64,
-    /// Times the session fell behind and skipped to the next keyframe.
+    /// Times the consumer fell behind and skipped to the next keyframe.
     pub skips: AtomicU64,
     /// Round-trip time from RTCP, in microseconds (0 = unknown).
     pub rtt_us: AtomicU64,
@@ -68,16 +68,16 @@ pub struct Session {
     pub packets_lost: AtomicU64,
 }
 
-impl Session {
-    /// A new session record.
+impl Consumer {
+    /// A new consumer record.
     pub fn new(
         id: String,
-        kind: SessionKind,
+        kind: ConsumerKind,
         camera: String,
         offer: Option<String>,
         cancel: CancellationToken,
-    ) -> Session {
-        Session {
+    ) -> Consumer {
+        Consumer {
             id,
             kind,
             camera,
@@ -119,10 +119,10 @@ impl Session {
     }
 
     /// A point-in-time copy for the API.
-    pub fn snapshot(&self) -> SessionView {
+    pub fn snapshot(&self) -> ConsumerView {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let rtt = get(&self.rtt_us);
-        SessionView {
+        ConsumerView {
             id: self.id.clone(),
             kind: self.kind,
             camera: self.camera.clone(),
@@ -155,11 +155,11 @@ impl Session {
     }
 }
 
-/// A session as the API shows it.
+/// A consumer as the API shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SessionView {
+pub struct ConsumerView {
     pub id: String,
-    pub kind: SessionKind,
+    pub kind: ConsumerKind,
     pub camera: String,
     pub remote: Option<String>,
     pub state: &'static str,
@@ -181,86 +181,86 @@ pub struct SessionView {
     pub answer: Option<String>,
 }
 
-/// The sessions of one camera.
+/// The consumers of one camera.
 #[derive(Debug)]
-pub struct SessionRegistry {
-    sessions: Mutex<BTreeMap<String, Arc<Session>>>,
-    /// How many sessions there are, updated under the `sessions` lock (so
+pub struct ConsumerRegistry {
+    consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
+    /// How many consumers there are, updated under the `consumers` lock (so
     /// in order): what an on-demand camera waits on.
     count: watch::Sender<usize>,
 }
 
-impl Default for SessionRegistry {
+impl Default for ConsumerRegistry {
     fn default() -> Self {
-        SessionRegistry {
-            sessions: Mutex::default(),
+        ConsumerRegistry {
+            consumers: Mutex::default(),
             count: watch::Sender::new(0),
         }
     }
 }
 
-/// Removes its session from the registry when dropped.
+/// Removes its consumer from the registry when dropped.
 #[derive(Debug)]
-pub struct SessionGuard {
-    registry: Arc<SessionRegistry>,
-    session: Arc<Session>,
+pub struct ConsumerGuard {
+    registry: Arc<ConsumerRegistry>,
+    consumer: Arc<Consumer>,
 }
 
-impl SessionGuard {
-    /// The session.
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
+impl ConsumerGuard {
+    /// The consumer.
+    pub fn consumer(&self) -> &Arc<Consumer> {
+        &self.consumer
     }
 }
 
-impl Drop for SessionGuard {
+impl Drop for ConsumerGuard {
     fn drop(&mut self) {
-        let mut sessions = self.registry.lock();
-        sessions.remove(&self.session.id);
-        self.registry.count.send_replace(sessions.len());
+        let mut consumers = self.registry.lock();
+        consumers.remove(&self.consumer.id);
+        self.registry.count.send_replace(consumers.len());
     }
 }
 
-impl SessionRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+impl ConsumerRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Consumer>>> {
+        self.consumers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `session`; it stays until the guard drops.
-    pub fn register(self: &Arc<Self>, session: Session) -> SessionGuard {
-        let session = Arc::new(session);
-        let mut sessions = self.lock();
-        sessions.insert(session.id.clone(), session.clone());
-        self.count.send_replace(sessions.len());
-        drop(sessions);
-        SessionGuard {
+    /// Adds `consumer`; it stays until the guard drops.
+    pub fn register(self: &Arc<Self>, consumer: Consumer) -> ConsumerGuard {
+        let consumer = Arc::new(consumer);
+        let mut consumers = self.lock();
+        consumers.insert(consumer.id.clone(), consumer.clone());
+        self.count.send_replace(consumers.len());
+        drop(consumers);
+        ConsumerGuard {
             registry: self.clone(),
-            session,
+            consumer,
         }
     }
 
-    /// A session by id.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+    /// A consumer by id.
+    pub fn get(&self, id: &str) -> Option<Arc<Consumer>> {
         self.lock().get(id).cloned()
     }
 
-    /// All sessions.
-    pub fn list(&self) -> Vec<Arc<Session>> {
+    /// All consumers.
+    pub fn list(&self) -> Vec<Arc<Consumer>> {
         self.lock().values().cloned().collect()
     }
 
-    /// Number of sessions of `kind`.
-    pub fn count(&self, kind: SessionKind) -> usize {
+    /// Number of consumers of `kind`.
+    pub fn count(&self, kind: ConsumerKind) -> usize {
         self.lock().values().filter(|s| s.kind == kind).count()
     }
 
-    /// The number of sessions, as a watch that changes on every register
+    /// The number of consumers, as a watch that changes on every register
     /// and every guard drop.
     pub fn watch_count(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
     }
 
-    /// Number of sessions.
+    /// Number of consumers.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -271,9 +271,9 @@ impl SessionRegistry {
     }
 }
 
-/// A random session id (128 bits, hex): unguessable, so a session URL is a
+/// A random consumer id (128 bits, hex): unguessable, so a consumer URL (a WHEP session resource) is a
 /// capability.
-pub fn new_session_id() -> String {
+pub fn new_consumer_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
@@ -282,19 +282,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guard_removes_its_session() {
-        let reg = Arc::new(SessionRegistry::default());
-        let id = new_session_id();
-        let g = reg.register(Session::new(
+    fn guard_removes_its_consumer() {
+        let reg = Arc::new(ConsumerRegistry::default());
+        let id = new_consumer_id();
+        let g = reg.register(Consumer::new(
             id.clone(),
-            SessionKind::Viewer,
+            ConsumerKind::Viewer,
             "cam".into(),
             None,
             CancellationToken::new(),
         ));
-        assert_eq!(reg.count(SessionKind::Viewer), 1);
-        assert_eq!(reg.count(SessionKind::Rtp), 0);
-        g.session().count_packet(100);
+        assert_eq!(reg.count(ConsumerKind::Viewer), 1);
+        assert_eq!(reg.count(ConsumerKind::Rtp), 0);
+        g.consumer().count_packet(100);
         assert_eq!(reg.get(&id).unwrap().snapshot().bytes_sent, 100);
         drop(g);
         assert!(reg.is_empty());
@@ -303,22 +303,22 @@ mod tests {
 
     #[test]
     fn count_watch_follows_registrations() {
-        let reg = Arc::new(SessionRegistry::default());
+        let reg = Arc::new(ConsumerRegistry::default());
         let mut count = reg.watch_count();
         assert_eq!(*count.borrow_and_update(), 0);
-        let session = |kind| {
-            Session::new(
-                new_session_id(),
+        let consumer = |kind| {
+            Consumer::new(
+                new_consumer_id(),
                 kind,
                 "cam".into(),
                 None,
                 CancellationToken::new(),
             )
         };
-        let a = reg.register(session(SessionKind::Viewer));
+        let a = reg.register(consumer(ConsumerKind::Viewer));
         assert!(count.has_changed().unwrap());
         assert_eq!(*count.borrow_and_update(), 1);
-        let b = reg.register(session(SessionKind::Rtp));
+        let b = reg.register(consumer(ConsumerKind::Rtp));
         assert_eq!(*count.borrow_and_update(), 2);
         drop(a);
         assert_eq!(*count.borrow_and_update(), 1);
