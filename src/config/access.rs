@@ -805,7 +805,10 @@ role = "metrics"
         assert!(!c.cameras[0].tls_verify);
         let c = parse("[[camera]]\nid = \"a\"\nurl = \"rtsps://u:p@192.0.2.1/live\"\n").unwrap();
         assert!(c.cameras[0].tls_verify);
-        assert_eq!(c.cameras[0].credentials, Some(crate::credentials::Credentials::new("u", "p")));
+        assert_eq!(
+            c.cameras[0].credentials,
+            Some(crate::credentials::Credentials::new("u", "p"))
+        );
         err(
             "[[camera]]\nid = \"a\"\nurl = \"rtsp://192.0.2.1/live\"\ntls_verify = false\n",
             4,

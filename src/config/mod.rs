@@ -16,6 +16,7 @@ pub use access::{AuthConfig, HttpLimits, Role, TlsFiles, TokenConfig, UserConfig
 
 mod access;
 mod credentials;
+pub mod faults;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -167,7 +168,7 @@ pub struct CameraConfig {
     pub onvif_url: Option<Url>,
     /// `[camera.faults]`: faults the simulator injects; only for `sim://`
     /// cameras, `None` when the table is absent.
-    pub faults: Option<crate::sim::faults::Faults>,
+    pub faults: Option<faults::Faults>,
     /// `rtsps://` only: check the camera's certificate against the system's
     /// trusted roots and its host name. Default true; false accepts any
     /// certificate (self-signed cameras).
@@ -203,7 +204,6 @@ impl CameraConfig {
         })
     }
 }
-
 
 /// `[server] listen` when the file does not set it.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(

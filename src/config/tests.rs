@@ -4,9 +4,9 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::faults::Faults;
 use super::validate;
 use super::{Config, ConfigError, OnDamage, TransportMode};
-use crate::sim::faults::Faults;
 
 const FILE: &str = "cameras.toml";
 

@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::credentials::Credentials;
 
+use super::faults::Faults;
 use super::raw::{self, Number, RawCamera, RawDefaults, RawFaults, RawFile, RawRtpOut};
 use super::{
     access, CameraConfig, Config, ConfigError, OnDamage, RtpOut, ServerConfig, TransportMode,
@@ -20,7 +21,6 @@ use super::{
     NETWORK_CACHE_MS_RANGE, REFRESH_TIMEOUT_RANGE_S, RTP_PAYLOAD_SIZE_RANGE,
     SOCKET_BUFFER_BYTES_RANGE,
 };
-use crate::sim::faults::Faults;
 
 /// Reads an environment variable; a parameter so tests need not touch the
 /// process environment.

@@ -13,7 +13,7 @@ mod inject;
 mod stream;
 mod udp;
 
-pub mod faults;
+pub use crate::config::faults;
 pub mod onvif;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
-//! Faults a simulated camera can inject, seeded so runs repeat: the
-//! firmware and network failures camgate exists to survive.
+//! `[camera.faults]`: the faults a simulated camera injects, seeded so runs
+//! repeat (the firmware and network failures camgate exists to survive).
+//! The schema lives in config, below the simulator that acts on it.
 
 /// Which faults a sim camera injects. All probabilities are 0.0..=1.0; all
 /// periods are seconds, 0 meaning never. Default: no fault, PLI honoured.
