@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod onvif;
+pub mod password;
 pub mod probe;
 pub mod redact;
 pub mod reload;

@@ -374,7 +374,7 @@ fn hash_password() -> ExitCode {
         eprintln!("camgate hash-password: the passwords differ");
         return ExitCode::from(2);
     }
-    match camgate::http::auth::hash_password(&password) {
+    match camgate::password::hash_password(&password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

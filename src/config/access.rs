@@ -490,7 +490,7 @@ fn user(raw: &Spanned<RawUser>, src: &Source<'_>) -> Result<UserConfig, ConfigEr
     }
     let who = format!("[[auth.user]] {name:?}: ");
     let hash = u.password_hash.get_ref();
-    if let Err(e) = crate::http::auth::check_password_hash(hash) {
+    if let Err(e) = crate::password::check_password_hash(hash) {
         return Err(src.field(
             &u.password_hash,
             &who,
