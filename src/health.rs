@@ -9,18 +9,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
 use serde::Serialize;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::camera::{CameraHandle, CameraState, CameraStats, Supervisor};
-use crate::http::auth::Principal;
-use crate::http::{error, AppState};
 
 /// How often the sampler reads every camera.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -460,42 +453,6 @@ pub async fn sample(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => book.record(&supervisor.cameras(), Instant::now()),
         }
-    }
-}
-
-/// The health routes: `GET /api/v1/health` (every camera the caller may
-/// watch) and `GET /api/v1/health/{id}`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/health", get(list))
-        .route("/api/v1/health/{id}", get(one))
-}
-
-async fn list(State(st): State<AppState>, principal: Option<Extension<Principal>>) -> Response {
-    let health: Vec<CameraHealth> = st
-        .supervisor
-        .cameras()
-        .iter()
-        .filter(|c| principal.as_ref().is_none_or(|p| p.may_watch(&c.config.id)))
-        .map(|c| st.health.report(c))
-        .collect();
-    Json(health).into_response()
-}
-
-async fn one(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    principal: Option<Extension<Principal>>,
-) -> Response {
-    if let Some(p) = principal.filter(|p| !p.may_watch(&id)) {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("{:?} may not watch camera {id:?}", p.name),
-        );
-    }
-    match st.supervisor.camera(&id) {
-        Some(cam) => Json(st.health.report(&cam)).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no camera with id {id:?}")),
     }
 }
 

@@ -13,40 +13,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use metrics::{Key, Label, Level, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use crate::camera::stats::{CameraStats, DAMAGE_KINDS, RECONNECT_REASONS};
 use crate::camera::{CameraHandle, CameraState, ConsumerKind};
-use crate::http::AppState;
-
-/// The metrics route.
-pub fn routes() -> Router<AppState> {
-    process_start();
-    Router::new().route("/metrics", get(scrape))
-}
-
-/// `GET /metrics`.
-async fn scrape(State(st): State<AppState>) -> Response {
-    let text = render(&st.supervisor.cameras());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
 
 /// When the process started (first asked: when the routes were built,
 /// at gateway start).
-fn process_start() -> SystemTime {
+pub fn process_start() -> SystemTime {
     static START: OnceLock<SystemTime> = OnceLock::new();
     *START.get_or_init(SystemTime::now)
 }

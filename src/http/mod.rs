@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod auth;
+mod health;
+mod metrics;
 mod listener;
 pub mod pages;
 pub mod tls;
@@ -142,8 +144,8 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/cameras/{file}", get(camera_file))
         .merge(api::routes())
-        .merge(crate::health::routes())
-        .merge(crate::metrics::routes())
+        .merge(health::routes())
+        .merge(metrics::routes())
         .merge(whep::routes())
         .merge(pages::routes());
     // Every route is merged above: the layers below apply to those only.
