@@ -1,7 +1,8 @@
 //! A simulated camera's ONVIF device and media services (ONVIF Core and
-//! Media Service Specs ver10, SOAP 1.2 over HTTP): just enough for camgate's
-//! keyframe requests, `SetSynchronizationPoint`, to reach the sim's RTSP
-//! sessions through a [`KeyframeTrigger`].
+//! Media Service Specs ver10, SOAP 1.2 over HTTP, WS-Security UsernameToken
+//! and/or RFC 7616 HTTP Digest): just enough for camgate's keyframe
+//! requests, `SetSynchronizationPoint`, to reach the sim's RTSP sessions
+//! through a [`KeyframeTrigger`].
 //!
 //! The camera is named in the query of every service URL: the device
 //! service of sim camera `NAME` (RTSP path `/NAME`) is
@@ -14,17 +15,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
+use quick_xml::escape::escape;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::auth::Authenticator;
 use super::KeyframeTrigger;
-use crate::onvif::{self, xml};
+use crate::credentials::Credentials;
+use crate::onvif::{soap, xml, DEVICE_NS, MEDIA_NS};
 
 /// The token of the sim's only media profile.
 pub const PROFILE_TOKEN: &str = "camgate_sim";
@@ -38,6 +42,8 @@ const CREATED_WINDOW_SECS: i64 = 300;
 pub struct OnvifSimCalls {
     /// Count per operation name.
     counts: Arc<Mutex<HashMap<String, u64>>>,
+    /// Requests answered HTTP 401 (see [`OnvifAuth`]).
+    unauthorized: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl OnvifSimCalls {
@@ -50,6 +56,12 @@ impl OnvifSimCalls {
     /// refused ones included.
     pub fn of(&self, operation: &str) -> u64 {
         self.lock().get(operation).copied().unwrap_or(0)
+    }
+
+    /// Requests refused with HTTP 401 for want of a valid HTTP Digest
+    /// answer (they count under their operation too).
+    pub fn unauthorized(&self) -> u64 {
+        self.unauthorized.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Counts one request of `operation`.
@@ -78,15 +90,33 @@ const KNOWN: [&str; 5] = [
     "SetSynchronizationPoint",
 ];
 
+/// How the sim's ONVIF endpoint checks the credentials given to
+/// [`OnvifSim::bind`] (on every request but GetSystemDateAndTime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnvifAuth {
+    /// A WS-Security UsernameToken PasswordDigest in the SOAP header, as
+    /// ONVIF Core asks; failures are `ter:NotAuthorized` faults.
+    #[default]
+    WsUsernameToken,
+    /// HTTP Digest (RFC 7616, realm `camgate-sim`) only, WS-Security
+    /// ignored, as many cameras' web servers do; failures are HTTP 401.
+    HttpDigest,
+    /// Both: HTTP Digest first, then the UsernameToken.
+    Both,
+}
+
 /// The ONVIF endpoint of the sim cameras of one [`super::SimServer`].
 /// `Debug` shows the password as `***`.
+#[derive(Debug)]
 pub struct OnvifSim {
     /// The listening socket.
     listener: TcpListener,
     /// Its address, also the host of advertised XAddrs.
     local_addr: SocketAddr,
     /// Checked on every request but GetSystemDateAndTime when set.
-    credentials: Option<(String, String)>,
+    credentials: Option<Credentials>,
+    /// How they are checked.
+    auth: OnvifAuth,
     /// Reaches the RTSP sessions on SetSynchronizationPoint.
     trigger: KeyframeTrigger,
     /// Shared with [`Self::calls`] handles.
@@ -99,38 +129,13 @@ pub struct OnvifSim {
     clock_offset_secs: i64,
 }
 
-impl std::fmt::Debug for OnvifSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnvifSim")
-            .field("local_addr", &self.local_addr)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
-            )
-            .field("refused", &self.refused)
-            .field("clock_offset_secs", &self.clock_offset_secs)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("local_addr", &self.local_addr)
-            .field(
-                "credentials",
-                &self.credentials.as_ref().map(|(u, _)| (u, "***")),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
 impl OnvifSim {
     /// Binds the HTTP listener. With `credentials`, requests must carry a
-    /// WS-Security UsernameToken PasswordDigest for them.
+    /// WS-Security UsernameToken PasswordDigest for them (see
+    /// [`Self::set_auth`] for HTTP Digest).
     pub async fn bind(
         addr: SocketAddr,
-        credentials: Option<(String, String)>,
+        credentials: Option<Credentials>,
         trigger: KeyframeTrigger,
     ) -> std::io::Result<OnvifSim> {
         let listener = TcpListener::bind(addr).await?;
@@ -139,6 +144,7 @@ impl OnvifSim {
             listener,
             local_addr,
             credentials,
+            auth: OnvifAuth::default(),
             trigger,
             calls: OnvifSimCalls::default(),
             refused: HashSet::new(),
@@ -167,6 +173,11 @@ impl OnvifSim {
         self.refused.insert(operation.to_owned());
     }
 
+    /// Checks the credentials with `auth` instead of the UsernameToken.
+    pub fn set_auth(&mut self, auth: OnvifAuth) {
+        self.auth = auth;
+    }
+
     /// Runs the sim's clock `secs` ahead of the system clock (behind if
     /// negative).
     pub fn set_clock_offset(&mut self, secs: i64) {
@@ -175,9 +186,21 @@ impl OnvifSim {
 
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
+        let http_digest = match self.auth {
+            OnvifAuth::WsUsernameToken => None,
+            OnvifAuth::HttpDigest | OnvifAuth::Both => self
+                .credentials
+                .clone()
+                .map(|c| Authenticator::new(c.username, c.password.expose().to_owned())),
+        };
+        let ws_security = match self.auth {
+            OnvifAuth::HttpDigest => None,
+            OnvifAuth::WsUsernameToken | OnvifAuth::Both => self.credentials,
+        };
         let state = Arc::new(Shared {
             local_addr: self.local_addr,
-            credentials: self.credentials,
+            ws_security,
+            http_digest,
             trigger: self.trigger,
             calls: self.calls,
             refused: self.refused,
@@ -186,11 +209,11 @@ impl OnvifSim {
         let router = Router::new()
             .route(
                 "/onvif/device_service",
-                post(|s, q, b| handle(Service::Device, s, q, b)),
+                post(|s, q, h, b| handle(Service::Device, s, q, h, b)),
             )
             .route(
                 "/onvif/media_service",
-                post(|s, q, b| handle(Service::Media, s, q, b)),
+                post(|s, q, h, b| handle(Service::Media, s, q, h, b)),
             )
             .with_state(state);
         if let Err(e) = axum::serve(self.listener, router)
@@ -203,11 +226,15 @@ impl OnvifSim {
 }
 
 /// What the request handlers share.
+#[derive(Debug)]
 struct Shared {
     /// Host of advertised XAddrs.
     local_addr: SocketAddr,
-    /// See [`OnvifSim::bind`].
-    credentials: Option<(String, String)>,
+    /// The UsernameToken every request but GetSystemDateAndTime must carry.
+    ws_security: Option<Credentials>,
+    /// The HTTP Digest check every request but GetSystemDateAndTime must
+    /// pass.
+    http_digest: Option<Authenticator>,
     /// See [`OnvifSim`].
     trigger: KeyframeTrigger,
     /// See [`OnvifSim`].
@@ -238,17 +265,19 @@ fn service_url(addr: SocketAddr, path: &str, camera: &str) -> url::Url {
 }
 
 /// Answers one SOAP request: parse, count, refuse if configured, check
-/// WS-Security (all but GetSystemDateAndTime), then dispatch.
+/// HTTP Digest and WS-Security (all but GetSystemDateAndTime), then
+/// dispatch.
 async fn handle(
     service: Service,
     State(state): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
     let camera = query.get("camera").map_or("", String::as_str);
-    let root = match xml::parse(&body) {
+    let root = match xml::parse(body.as_bytes()) {
         Ok(r) => r,
-        Err(reason) => return fault(true, "ter:WellFormed", reason),
+        Err(reason) => return fault(true, "ter:WellFormed", &reason),
     };
     let Some(op) = root.find("Body").and_then(|b| b.children.first()) else {
         return fault(true, "ter:WellFormed", "no operation in the SOAP Body");
@@ -259,17 +288,31 @@ async fn handle(
     if state.refused.contains(name) {
         return fault(false, "ter:ActionNotSupported", "refused by the sim");
     }
-    let now = onvif::unix_now() + state.clock_offset_secs;
+    let now = soap::unix_now() + state.clock_offset_secs;
     if name == "GetSystemDateAndTime" && service == Service::Device {
         return ok(&date_and_time(now));
     }
-    if let Some((user, password)) = &state.credentials {
-        if !authorized(&root, user, password, now) {
+    if let Some(digest) = &state.http_digest {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !digest.check("POST", authorization) {
+            state
+                .calls
+                .unauthorized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return unauthorized(&digest.challenge());
+        }
+    }
+    if let Some(c) = &state.ws_security {
+        if !authorized(&root, &c.username, c.password.expose(), now) {
             return fault(true, "ter:NotAuthorized", "Sender not authorized");
         }
     }
-    let media = xml::escape(service_url(state.local_addr, "media_service", camera).as_str());
-    let device = xml::escape(service_url(state.local_addr, "device_service", camera).as_str());
+    let media =
+        escape(service_url(state.local_addr, "media_service", camera).as_str()).into_owned();
+    let device =
+        escape(service_url(state.local_addr, "device_service", camera).as_str()).into_owned();
     match (service, name) {
         (Service::Device, "GetCapabilities") => ok(&format!(
             "<tds:GetCapabilitiesResponse><tds:Capabilities>\
@@ -286,8 +329,7 @@ async fn handle(
              <tds:Service><tds:Namespace>{}</tds:Namespace><tds:XAddr>{media}</tds:XAddr>\
              <tds:Version><tt:Major>2</tt:Major><tt:Minor>40</tt:Minor></tds:Version></tds:Service>\
              </tds:GetServicesResponse>",
-            onvif::DEVICE_NS,
-            onvif::MEDIA_NS
+            DEVICE_NS, MEDIA_NS
         )),
         (Service::Media, "GetProfiles") => ok(&format!(
             "<trt:GetProfilesResponse><trt:Profiles token=\"{PROFILE_TOKEN}\" fixed=\"true\">\
@@ -322,7 +364,7 @@ fn authorized(root: &xml::Element, user: &str, password: &str, now: i64) -> bool
     let Some(pw) = token.child("Password") else {
         return false;
     };
-    if pw.attr("Type") != Some(onvif::PASSWORD_DIGEST_TYPE) || text("Username") != Some(user) {
+    if pw.attr("Type") != Some(soap::PASSWORD_DIGEST_TYPE) || text("Username") != Some(user) {
         return false;
     }
     let (Some(nonce), Some(created)) = (text("Nonce"), text("Created")) else {
@@ -331,28 +373,21 @@ fn authorized(root: &xml::Element, user: &str, password: &str, now: i64) -> bool
     let Ok(nonce) = base64::engine::general_purpose::STANDARD.decode(nonce) else {
         return false;
     };
-    let fresh = onvif::parse_utc(created).is_some_and(|t| (t - now).abs() <= CREATED_WINDOW_SECS);
-    fresh && onvif::password_digest(&nonce, created, password) == pw.text.trim()
+    let fresh = soap::parse_utc(created).is_some_and(|t| (t - now).abs() <= CREATED_WINDOW_SECS);
+    fresh && soap::password_digest(&nonce, created, password) == pw.text.trim()
 }
 
 /// A GetSystemDateAndTimeResponse for Unix time `now`.
 fn date_and_time(now: i64) -> String {
-    // `YYYY-MM-DDThh:mm:ssZ`, split into the schema's fields.
-    let s = onvif::format_utc(now);
-    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|f| f.parse::<u32>().ok()).unwrap_or(0);
+    let (year, month, day, hour, minute, second) =
+        soap::fields_from_unix(now).unwrap_or((1970, 1, 1, 0, 0, 0));
     format!(
         "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime>\
          <tt:DateTimeType>NTP</tt:DateTimeType><tt:DaylightSavings>false</tt:DaylightSavings>\
          <tt:TimeZone><tt:TZ>UTC0</tt:TZ></tt:TimeZone><tt:UTCDateTime>\
-         <tt:Time><tt:Hour>{}</tt:Hour><tt:Minute>{}</tt:Minute><tt:Second>{}</tt:Second></tt:Time>\
-         <tt:Date><tt:Year>{}</tt:Year><tt:Month>{}</tt:Month><tt:Day>{}</tt:Day></tt:Date>\
-         </tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>",
-        n(11..13),
-        n(14..16),
-        n(17..19),
-        n(0..4),
-        n(5..7),
-        n(8..10),
+         <tt:Time><tt:Hour>{hour}</tt:Hour><tt:Minute>{minute}</tt:Minute><tt:Second>{second}</tt:Second></tt:Time>\
+         <tt:Date><tt:Year>{year}</tt:Year><tt:Month>{month}</tt:Month><tt:Day>{day}</tt:Day></tt:Date>\
+         </tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
     )
 }
 
@@ -365,8 +400,7 @@ fn envelope(body: &str) -> String {
          xmlns:tt=\"http://www.onvif.org/ver10/schema\" xmlns:tds=\"{}\" xmlns:trt=\"{}\" \
          xmlns:ter=\"http://www.onvif.org/ver10/error\">\n\
          <env:Body>{body}</env:Body></env:Envelope>\n",
-        onvif::DEVICE_NS,
-        onvif::MEDIA_NS
+        DEVICE_NS, MEDIA_NS
     )
 }
 
@@ -391,9 +425,23 @@ fn fault(sender: bool, subcodes: &str, reason: &str) -> Response {
     let body = format!(
         "<env:Fault><env:Code><env:Value>{code}</env:Value>{nested}</env:Code>\
          <env:Reason><env:Text xml:lang=\"en\">{}</env:Text></env:Reason></env:Fault>",
-        xml::escape(reason)
+        escape(reason)
     );
     soap(status, envelope(&body))
+}
+
+/// HTTP 401 with an HTTP Digest `challenge`, as a camera's web server
+/// answers before any SOAP processing.
+fn unauthorized(challenge: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, challenge),
+            (header::CONTENT_TYPE, "text/plain"),
+        ],
+        "401 Unauthorized\n",
+    )
+        .into_response()
 }
 
 /// An HTTP response with a SOAP 1.2 body.
