@@ -2,7 +2,11 @@
 //!
 //! Sans-IO protocol cores (`rtsp`, `rtp`, `h264`) take bytes, packets and
 //! time in and give events out; `camera`, `egress`, `http` and `sim` are the
-//! tokio drivers around them. See README.md and `../shared/ARCHITECTURE.md`.
+//! tokio drivers around them. The layers, and one camera's data path as
+//! built, are described in `docs/architecture.md`; `tests/architecture.rs`
+//! keeps the layers true.
+
+#![deny(unsafe_code)]
 
 pub mod camera;
 pub mod codec_info;
@@ -23,3 +27,4 @@ pub mod rtp;
 pub mod rtsp;
 pub mod service;
 pub mod sim;
+pub mod sys;

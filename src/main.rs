@@ -1,6 +1,8 @@
 //! The `camgate` command: run the gateway, check a configuration, probe a
 //! camera, or run simulated cameras.
 
+#![deny(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,7 +127,7 @@ enum ProbeTransport {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    camgate::sys::limit_malloc_arenas();
     let cli = Cli::parse();
     let log_format = cli.log_format.map(|f| match f {
         LogFormatArg::Text => LogFormat::Text,
@@ -382,23 +384,6 @@ fn hash_password() -> ExitCode {
         Err(e) => {
             eprintln!("camgate hash-password: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// glibc gives each thread that allocates its own heap arena (up to 8 per
-/// core); freed memory stays in whichever arena it came from, so a gateway
-/// whose viewers come and go on every worker thread keeps growing its RSS
-/// for a long time before it levels off. Two arenas keep it flat (measured
-/// by the viewer churn test in `tests/e2e_webrtc.rs`). `MALLOC_ARENA_MAX`
-/// in the environment still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator tuning; called before any
-        // other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
