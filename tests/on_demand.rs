@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camgate::camera::consumers::new_consumer_id;
-use camgate::camera::{CameraHandle, CameraState, Consumer, ConsumerGuard, ConsumerKind, Supervisor};
+use camgate::camera::{
+    CameraHandle, CameraState, Consumer, ConsumerGuard, ConsumerKind, Supervisor,
+};
 use camgate::config::Config;
 use camgate::sim::{SimOptions, SimServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

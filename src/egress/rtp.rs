@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::camera::hub::{AudioInfo, StreamInfo};
-use crate::camera::{CameraStats, Hub, MediaEvent, Consumer, ConsumerGuard};
+use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub, MediaEvent};
 use crate::config::RtpOut;
 use crate::h264::packetizer::{Packetizer, Payload};
 use crate::rtp::RtpPacket;

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::{error, AppState};
-use crate::password::{verify_password, DUMMY_HASH};
 use crate::config::{AuthConfig, Role};
+use crate::password::{verify_password, DUMMY_HASH};
 
 /// What a request wants to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
