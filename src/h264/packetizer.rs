@@ -1,5 +1,11 @@
 //! Access units to RTP payloads (RFC 6184, packetization-mode=1): single NAL
 //! units, FU-A fragments, and SPS/PPS as a STAP-A before each IDR.
+//!
+//! Written here rather than with webrtc-rs's `H264Payloader`: that one takes
+//! an Annex B buffer and scans it for start codes on every picture, and
+//! sends SPS/PPS only when they came in band; camgate already holds each
+//! access unit as split NAL units and takes the parameter sets from the SDP
+//! too (cameras that send them only there).
 
 use super::{nal_type, AccessUnit, ParameterSets};
 use bytes::Bytes;

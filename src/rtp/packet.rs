@@ -1,4 +1,8 @@
 //! A parsed view of one RTP packet (RFC 3550 section 5.1) over shared bytes.
+//!
+//! A view rather than webrtc-rs's `rtp::packet::Packet`: unmarshalling that
+//! builds an owned header (CSRC and extension vectors) for every packet,
+//! and the payload here stays a slice of the buffer it was read into.
 
 use bytes::Bytes;
 

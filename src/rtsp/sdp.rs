@@ -1,5 +1,11 @@
 //! SDP (RFC 8866) as an RTSP DESCRIBE answer: the streams a camera offers and
 //! their control URLs (RFC 2326 appendix C.1.1 with Content-Base rules).
+//!
+//! Parsed here rather than with `sdp-types` or webrtc-rs's `sdp`: those
+//! reject SDPs that real cameras send and players accept (TP-Link's
+//! `m=application/TP-LINK 0 ...`, bare `\n` line ends, folded or
+//! misordered lines; see `tests/fixtures/camera-rtsp/`), while camgate reads
+//! only the few lines it needs and must tolerate the rest.
 
 use bytes::Bytes;
 use url::Url;
