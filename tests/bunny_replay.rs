@@ -13,7 +13,7 @@ use camgate::rtp::RtpPacket;
 
 const BUNNY: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/camera-rtsp/bunny.rtsp"
+    "/tests/fixtures/camera-rtsp/bunny.rtsp"
 ));
 const SPROP: &str = "Z0LAHtkDxWhAAAADAEAAAAwDxYuS,aMuMsg==";
 const FMTP: &str = "packetization-mode=1;profile-level-id=42C01E;sprop-parameter-sets=Z0LAHtkDxWhAAAADAEAAAAwDxYuS,aMuMsg==";

@@ -608,8 +608,8 @@ mod tests {
     use super::*;
 
     const DESCRIBE: &[u8] =
-        include_bytes!("../../../shared/fixtures/camera-rtsp/bunny_describe.txt");
-    const BUNNY: &[u8] = include_bytes!("../../../shared/fixtures/camera-rtsp/bunny.rtsp");
+        include_bytes!("../../tests/fixtures/camera-rtsp/bunny_describe.txt");
+    const BUNNY: &[u8] = include_bytes!("../../tests/fixtures/camera-rtsp/bunny.rtsp");
 
     fn drain(f: &mut Framer) -> Vec<Item> {
         std::iter::from_fn(|| f.poll()).collect()

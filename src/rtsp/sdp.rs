@@ -330,7 +330,7 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_bytes!(concat!("../../../shared/fixtures/camera-rtsp/", $name))
+            include_bytes!(concat!("../../tests/fixtures/camera-rtsp/", $name))
         };
     }
 

@@ -237,7 +237,7 @@ mod tests {
     macro_rules! fixture {
         ($name:literal) => {
             response(include_bytes!(concat!(
-                "../../../shared/fixtures/camera-rtsp/",
+                "../../tests/fixtures/camera-rtsp/",
                 $name
             )))
         };

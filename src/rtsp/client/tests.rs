@@ -6,7 +6,7 @@ use crate::rtsp::message::Request;
 
 macro_rules! fixture {
     ($name:literal) => {
-        &include_bytes!(concat!("../../../../shared/fixtures/camera-rtsp/", $name))[..]
+        &include_bytes!(concat!("../../../tests/fixtures/camera-rtsp/", $name))[..]
     };
 }
 
