@@ -1,14 +1,16 @@
 //! ONVIF keyframe requests (`camgate::onvif`) against the sim's ONVIF
 //! endpoint (`camgate::sim::onvif`) on loopback: discovery and its
-//! fallbacks, WS-Security, failures, and end to end through a sim camera
-//! pulled with retina, where SetSynchronizationPoint must bring a keyframe
-//! long before the clip's own next IDR.
+//! fallbacks, WS-Security UsernameToken and HTTP Digest (RFC 7616),
+//! failures, and end to end through a sim camera pulled with retina, where
+//! SetSynchronizationPoint must bring a keyframe long before the clip's own
+//! next IDR.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use camgate::credentials::Credentials;
 use camgate::onvif::{OnvifClient, OnvifError};
-use camgate::sim::onvif::{OnvifSim, OnvifSimCalls, PROFILE_TOKEN};
+use camgate::sim::onvif::{OnvifAuth, OnvifSim, OnvifSimCalls, PROFILE_TOKEN};
 use camgate::sim::{clip_info, SimOptions, SimServer};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 const USER: &str = "onvifuser";
 const PASSWORD: &str = "Pa55-w0rd-xyzzy";
 
-fn creds(password: &str) -> Option<(String, String)> {
-    Some((USER.to_owned(), password.to_owned()))
+fn creds(password: &str) -> Option<Credentials> {
+    Some(Credentials::new(USER, password))
 }
 
 /// A sim RTSP server and its ONVIF endpoint; both stop on `stop`.
@@ -38,10 +40,7 @@ struct Rig {
 impl Rig {
     /// Starts both servers with `credentials` on each; `configure` adjusts
     /// the ONVIF endpoint before it runs.
-    async fn start(
-        credentials: Option<(String, String)>,
-        configure: impl FnOnce(&mut OnvifSim),
-    ) -> Rig {
+    async fn start(credentials: Option<Credentials>, configure: impl FnOnce(&mut OnvifSim)) -> Rig {
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let options = SimOptions {
             credentials: credentials.clone(),
@@ -67,7 +66,7 @@ impl Rig {
         Rig { tasks, ..rig }
     }
 
-    fn client(&self, credentials: Option<(String, String)>) -> OnvifClient {
+    fn client(&self, credentials: Option<Credentials>) -> OnvifClient {
         OnvifClient::new(self.device_url.clone(), credentials)
     }
 
@@ -161,6 +160,89 @@ async fn wrong_or_missing_password_is_not_authorized_and_not_retried() {
         "{e}"
     );
     assert_eq!(rig.calls.total(), 3);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_digest_only_camera_is_answered_once_then_up_front() {
+    let rig = Rig::start(creds(PASSWORD), |s| s.set_auth(OnvifAuth::HttpDigest)).await;
+    let mut client = rig.client(creds(PASSWORD));
+    client.request_keyframe().await.expect("HTTP Digest");
+    // The clock needs no authentication; GetCapabilities meets the
+    // challenge once, and the answer rides on every later request.
+    assert_eq!(rig.calls.unauthorized(), 1);
+    assert_eq!(rig.calls.of("GetCapabilities"), 2);
+    assert_eq!(rig.calls.total(), 5);
+    assert_eq!(rig.calls.of("SetSynchronizationPoint"), 1);
+    assert_one_call_per_request(&mut client, &rig.calls).await;
+    assert_eq!(rig.calls.unauthorized(), 1);
+    assert_eq!(rig.calls.of("SetSynchronizationPoint"), 4);
+    rig.stop().await;
+
+    // Both layers at once: the UsernameToken and HTTP Digest.
+    let rig = Rig::start(creds(PASSWORD), |s| s.set_auth(OnvifAuth::Both)).await;
+    let mut client = rig.client(creds(PASSWORD));
+    client
+        .request_keyframe()
+        .await
+        .expect("Digest and WS-Security");
+    assert_eq!(rig.calls.unauthorized(), 1);
+    assert_one_call_per_request(&mut client, &rig.calls).await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_digest_camera_refusing_the_password_is_a_clear_error() {
+    let rig = Rig::start(creds(PASSWORD), |s| s.set_auth(OnvifAuth::HttpDigest)).await;
+    let wrong = format!("{PASSWORD}-wrong");
+    let mut client = rig.client(creds(&wrong));
+    let e = client.request_keyframe().await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            OnvifError::CredentialsRejected {
+                scheme: "Digest",
+                ..
+            }
+        ) && e.is_auth(),
+        "{text}"
+    );
+    assert!(
+        text.contains("GetCapabilities")
+            && text.contains("rejected the user name and password")
+            && text.contains("camgate-sim"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&wrong) && !format!("{e:?}").contains(&wrong),
+        "{e:?}"
+    );
+    // One unanswered try, one wrong answer, and no other way of discovery.
+    assert_eq!(rig.calls.unauthorized(), 2);
+    assert_eq!(
+        rig.calls.total(),
+        3,
+        "GetSystemDateAndTime and 2 x GetCapabilities"
+    );
+    assert!(client.media_url().is_none());
+    // The next request starts over, with the same bounded number of tries.
+    let e = client.request_keyframe().await.unwrap_err();
+    assert!(e.is_auth(), "{e}");
+    assert_eq!(rig.calls.unauthorized(), 4);
+
+    // Without credentials the challenge is named.
+    let e = rig.client(None).request_keyframe().await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, OnvifError::Unauthorized { .. }) && e.is_auth(),
+        "{text}"
+    );
+    assert!(
+        text.contains("401") && text.contains("Digest realm=\"camgate-sim\""),
+        "{text}"
+    );
+    assert_eq!(rig.calls.unauthorized(), 5);
     rig.stop().await;
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod h264_analyzer;
 pub mod h264_depacketizer;
 pub mod jitter_buffer;
+pub mod onvif_response;
 pub mod rtcp;
 pub mod rtp_packet;
 pub mod rtsp_client;
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("h264_analyzer", h264_analyzer::run),
     ("h264_depacketizer", h264_depacketizer::run),
     ("jitter_buffer", jitter_buffer::run),
+    ("onvif_response", onvif_response::run),
     ("rtcp", rtcp::run),
     ("rtp_packet", rtp_packet::run),
     ("rtsp_client", rtsp_client::run),

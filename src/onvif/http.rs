@@ -43,13 +43,21 @@ impl From<hyper::Error> for Fail {
             Fail::TooLarge
         } else if e.is_parse() || e.is_parse_status() {
             Fail::Bad("unparsable status line or headers")
-        } else if e.is_incomplete_message() {
-            Fail::Bad("connection closed before the response was complete")
         } else {
             let io = std::error::Error::source(&e)
                 .and_then(|s| s.downcast_ref::<std::io::Error>())
                 .map(|io| std::io::Error::new(io.kind(), io.to_string()));
-            Fail::Io(io.unwrap_or_else(|| std::io::Error::other(e.to_string())))
+            match io {
+                // A body cut short by the peer closing, as hyper reports it.
+                Some(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Fail::Bad("connection closed before the response was complete")
+                }
+                _ if e.is_incomplete_message() => {
+                    Fail::Bad("connection closed before the response was complete")
+                }
+                Some(io) => Fail::Io(io),
+                None => Fail::Io(std::io::Error::other(e.to_string())),
+            }
         }
     }
 }
