@@ -16,13 +16,19 @@ use std::time::Duration;
 
 use common::*;
 
-/// The right password: letters, digits and `-` only, so it looks the same
-/// percent-encoded, base64 aside.
-const PASSWORD: &str = "Pw-LEAK-7f3a9c";
+/// The right password, with the characters that end a URL's userinfo or
+/// authority early (`/ ? # : @`) and `%`: in URLs it is percent-encoded,
+/// and both forms are searched for.
+const PASSWORD: &str = "Pw/LEAK:7f@3a%9c?#x";
 /// A wrong password, which must not leak either.
-const WRONG: &str = "Wr0ng-LEAK-b41e";
+const WRONG: &str = "Wr0ng/LEAK@b41e:%";
 /// Given through the API.
-const API_PASSWORD: &str = "Api-LEAK-5d2e";
+const API_PASSWORD: &str = "Api/LEAK:5d2e@";
+
+/// `password` percent-encoded for a URL's userinfo.
+fn enc(password: &str) -> String {
+    percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
 
 /// `METHOD path` with a JSON body; returns (status, body).
 fn http_request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -74,7 +80,7 @@ destination = "127.0.0.1:{rtp0}"
 # External simulator, password in the URL.
 [[camera]]
 id = "url"
-url = "rtsp://admin:{PASSWORD}@127.0.0.1:{sim}/url"
+url = "rtsp://admin:{password}@127.0.0.1:{sim}/url"
 [[camera.rtp_out]]
 destination = "127.0.0.1:{rtp1}"
 
@@ -87,15 +93,17 @@ credentials_file = "{cred_file}"
 # A wrong password.
 [[camera]]
 id = "wrong"
-url = "rtsp://admin:{WRONG}@127.0.0.1:{sim}/wrong"
+url = "rtsp://admin:{wrong}@127.0.0.1:{sim}/wrong"
 
 # Nothing listens there.
 [[camera]]
 id = "closed"
-url = "rtsp://admin:{PASSWORD}@127.0.0.1:{closed}/closed"
+url = "rtsp://admin:{password}@127.0.0.1:{closed}/closed"
 "#,
         rtp0 = rtp[0],
         rtp1 = rtp[1],
+        password = enc(PASSWORD),
+        wrong = enc(WRONG),
     )
 }
 
@@ -123,8 +131,11 @@ fn http_surfaces(port: u16) -> String {
 }
 
 fn assert_clean(surface: &str, text: &str) {
-    for secret in [PASSWORD, WRONG, API_PASSWORD] {
-        if let Some(at) = text.find(secret) {
+    for secret in [PASSWORD, WRONG, API_PASSWORD]
+        .into_iter()
+        .flat_map(|p| [p.to_owned(), enc(p)])
+    {
+        if let Some(at) = text.find(&secret) {
             let from = text[..at]
                 .char_indices()
                 .rev()
@@ -216,12 +227,15 @@ fn no_surface_shows_a_password() {
         });
 
         // The API takes credentials too: a good camera and a refused one.
+        let api_password = enc(API_PASSWORD);
         let good =
-            format!(r#"{{"id":"api","url":"rtsp://admin:{API_PASSWORD}@127.0.0.1:{closed}/api"}}"#);
-        let bad = format!(r#"{{"id":"bad","url":"http://admin:{API_PASSWORD}@127.0.0.1/x"}}"#);
-        let bad_json = format!(r#"{{"id":"bad","url":"rtsp://admin:{API_PASSWORD}@h/""#);
+            format!(r#"{{"id":"api","url":"rtsp://admin:{api_password}@127.0.0.1:{closed}/api"}}"#);
+        let bad = format!(r#"{{"id":"bad","url":"http://admin:{api_password}@127.0.0.1/x"}}"#);
+        let bad_json = format!(r#"{{"id":"bad","url":"rtsp://admin:{api_password}@h/""#);
+        // Typed without percent-encoding: not a URL, refused.
+        let raw = format!(r#"{{"id":"raw","url":"rtsp://admin:{API_PASSWORD}@127.0.0.1/x"}}"#);
         let mut api = String::new();
-        for body in [good, bad, bad_json] {
+        for body in [good, bad, bad_json, raw] {
             let (status, text) = http_request(http, "POST", "/api/v1/cameras", &body);
             api.push_str(&format!("=== POST -> {status}\n{text}\n"));
         }
@@ -245,14 +259,21 @@ fn no_surface_shows_a_password() {
     }
 
     // probe: the right password, a wrong one, a closed port.
+    let (password, wrong) = (enc(PASSWORD), enc(WRONG));
     for url in [
+        format!("rtsp://admin:{password}@127.0.0.1:{sim_port}/probe"),
+        format!("rtsp://admin:{wrong}@127.0.0.1:{sim_port}/probe"),
+        format!("rtsp://admin:{password}@127.0.0.1:{closed}/probe"),
+        format!("rtsp://admin:{password}@[bad"),
+        // Typed without percent-encoding.
         format!("rtsp://admin:{PASSWORD}@127.0.0.1:{sim_port}/probe"),
-        format!("rtsp://admin:{WRONG}@127.0.0.1:{sim_port}/probe"),
-        format!("rtsp://admin:{PASSWORD}@127.0.0.1:{closed}/probe"),
-        format!("rtsp://admin:{PASSWORD}@[bad"),
     ] {
+        let shown = url
+            .replace(&password, "P")
+            .replace(&wrong, "W")
+            .replace(PASSWORD, "P");
         texts.push((
-            format!("probe {}", url.replace(PASSWORD, "P").replace(WRONG, "W")),
+            format!("probe {shown}"),
             camgate_output(&["probe", &url, "--seconds", "1"]),
         ));
     }
