@@ -12,20 +12,10 @@ mod common;
 mod promql;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
-
-fn require(path: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: run the tests with scripts/test, which installs the prometheus package"
-    );
-}
 
 fn deploy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,8 +25,8 @@ fn deploy(file: &str) -> PathBuf {
 
 /// Runs promtool with `args`; panics with its output unless it succeeds.
 fn promtool(args: &[&str]) -> String {
-    require(PROMTOOL);
-    let out = Command::new(PROMTOOL)
+    promql::require(promql::PROMTOOL);
+    let out = Command::new(promql::PROMTOOL)
         .args(args)
         .current_dir(deploy(""))
         .output()
@@ -84,19 +74,8 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
     }
 }
 
-/// GET `path` on Prometheus at `port` as JSON, once it answers.
-fn prometheus_json(port: u16, path: &str) -> Option<serde_json::Value> {
-    std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let (status, body) = http_get(port, path);
-    if status != 200 {
-        return None;
-    }
-    serde_json::from_str(&body).ok()
-}
-
 #[test]
 fn prometheus_evaluates_the_rules_on_a_real_gateway() {
-    require(PROMETHEUS);
     let dir = temp_dir();
     let http = free_tcp_port();
     let closed = free_tcp_port();
@@ -128,31 +107,8 @@ url = "rtsp://127.0.0.1:{closed}/stream"
     assert_eq!(status, 200);
     let exposition = promql::parse_exposition(&text);
 
-    let prom_port = free_tcp_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: camgate\n    static_configs:\n      - targets: ['127.0.0.1:{http}']\n",
-            deploy("camgate-rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let log = dir.path().join("prometheus.log");
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start prometheus");
-    let prometheus = Proc { child, log };
+    let rules_file = deploy("camgate-rules.yml");
+    let prometheus = promql::Prometheus::start(dir.path(), http, Some(&rules_file));
 
     // The rules as Prometheus loaded them, once each was evaluated (health
     // "ok"; "err" is an evaluation error, e.g. a many-to-many match on
@@ -160,7 +116,8 @@ url = "rtsp://127.0.0.1:{closed}/stream"
     let limit = Duration::from_secs(60);
     let start = Instant::now();
     let rules = loop {
-        let rules: Vec<serde_json::Value> = prometheus_json(prom_port, "/api/v1/rules")
+        let rules: Vec<serde_json::Value> = prometheus
+            .get("/api/v1/rules")
             .and_then(|v| v["data"]["groups"].as_array().cloned())
             .unwrap_or_default()
             .iter()
@@ -178,7 +135,7 @@ url = "rtsp://127.0.0.1:{closed}/stream"
         assert!(
             start.elapsed() < limit,
             "Prometheus did not load and evaluate the rules: {rules:?}\n{}",
-            prometheus.log_text()
+            prometheus.proc.log_text()
         );
         std::thread::sleep(Duration::from_millis(250));
     };
@@ -222,7 +179,8 @@ url = "rtsp://127.0.0.1:{closed}/stream"
     // playing one raises nothing.
     let start = Instant::now();
     loop {
-        let alerts = prometheus_json(prom_port, "/api/v1/alerts")
+        let alerts = prometheus
+            .get("/api/v1/alerts")
             .and_then(|v| v["data"]["alerts"].as_array().cloned())
             .unwrap_or_default();
         let about_good: Vec<_> = alerts

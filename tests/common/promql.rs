@@ -322,6 +322,107 @@ pub fn check(expr: &str, exposition: &Exposition) -> Vec<String> {
     problems
 }
 
+/// A real Prometheus (the Debian package, which scripts/test installs)
+/// scraping camgate on 127.0.0.1:`target` every second as job `camgate`,
+/// evaluating `rules` (if any) every second, on 127.0.0.1:`port`.
+pub struct Prometheus {
+    pub proc: crate::common::Proc,
+    pub port: u16,
+}
+
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// Fails (never skips) when a Prometheus program is missing.
+pub fn require(path: &str) {
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{path} is missing: run the tests with scripts/test, which installs the prometheus package"
+    );
+}
+
+impl Prometheus {
+    pub fn start(
+        dir: &std::path::Path,
+        target: u16,
+        rules: Option<&std::path::Path>,
+    ) -> Prometheus {
+        require(PROMETHEUS);
+        let port = crate::common::free_tcp_port();
+        let config = dir.join("prometheus.yml");
+        let rules = rules
+            .map(|r| format!("rule_files:\n  - {}\n", r.display()))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rules}\
+                 scrape_configs:\n  - job_name: camgate\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join("prometheus.log");
+        let child = std::process::Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            proc: crate::common::Proc { child, log },
+            port,
+        }
+    }
+
+    /// GET `path` as JSON, `None` until Prometheus answers 200.
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let (status, body) = crate::common::http_get(self.port, path);
+        if status != 200 {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
+    /// An instant query: Prometheus's whole answer, whatever the status
+    /// (`None` until it answers at all).
+    pub fn query(&self, query: &str) -> Option<serde_json::Value> {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let (_, body) = crate::common::http_get(self.port, &format!("/api/v1/query?query={q}"));
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Waits until Prometheus has scraped camgate a few times.
+    pub fn wait_scraped(&self, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        loop {
+            let samples = self
+                .query("count_over_time(up{job=\"camgate\"}[1m])")
+                .and_then(|v| {
+                    v["data"]["result"][0]["value"][1]
+                        .as_str()?
+                        .parse::<f64>()
+                        .ok()
+                });
+            if samples.is_some_and(|n| n >= 5.0) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "Prometheus did not scrape camgate: {}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
