@@ -143,6 +143,7 @@ pub fn try_negotiation(state: &AppState) -> Result<OwnedSemaphorePermit, Respons
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/cameras/{file}", get(camera_file))
+        .route("/api/v1/openapi.json", get(openapi))
         .merge(api::routes())
         .merge(health::routes())
         .merge(metrics::routes())
@@ -286,6 +287,15 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
         }),
     )
         .into_response()
+}
+
+/// The OpenAPI 3.1 description of the routes, docs/openapi.json
+/// (tests/openapi.rs checks real answers against it).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 #[derive(Deserialize)]
