@@ -1,17 +1,25 @@
-//! The whole gateway: the camera supervisor (with the simulators `sim://`
-//! cameras need), the configuration reloader and the HTTP listener,
-//! stopped by one cancellation token.
+//! The whole gateway: the camera supervisor (handed its RTP outputs and the
+//! simulators `sim://` cameras need, which the camera layer does not know),
+//! the configuration reloader and the HTTP listener, stopped by one
+//! cancellation token.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use url::Url;
 
-use crate::camera::Supervisor;
-use crate::config::Config;
+use crate::camera::consumers::{new_consumer_id, Consumer, ConsumerKind};
+use crate::camera::supervisor::{CameraTaskFuture, OutputStarter, Source, SourceResolver};
+use crate::camera::{CameraHandle, Supervisor};
+use crate::config::{CameraConfig, Config};
 use crate::http::{self, AppState};
 use crate::reload::ConfigStore;
+use crate::sim::{SimOptions, SimServer};
 
 /// How long stopping may take before tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -36,10 +44,10 @@ pub async fn run_with_store(
     let listener_setup = http::ListenerSetup::load(&config)?;
 
     let tasks = TaskTracker::new();
-    let supervisor = start_cameras(&config, store.clone(), &shutdown).await?;
-    if let Some(store) = store {
+    let supervisor = start_cameras(&config, &shutdown).await?;
+    if let Some(store) = &store {
         tasks.spawn(crate::reload::watch(
-            store,
+            store.clone(),
             supervisor.clone(),
             shutdown.clone(),
         ));
@@ -57,10 +65,11 @@ pub async fn run_with_store(
     if let Some(w) = &webrtc {
         state = state.with_webrtc(w.clone());
     }
-    if let Some(store) = supervisor.store() {
+    if let Some(store) = store {
         // A reload replaces the HTTP credentials too.
         let auth = state.auth.clone();
         store.on_reload(move |config| auth.set_config(&config.auth));
+        state = state.with_store(store);
     }
     tasks.spawn(crate::health::sample(
         state.health.clone(),
@@ -101,13 +110,9 @@ pub async fn run_with_store(
 /// start the in-process simulator they need).
 async fn start_cameras(
     config: &Config,
-    store: Option<Arc<ConfigStore>>,
     shutdown: &CancellationToken,
 ) -> Result<Arc<Supervisor>, String> {
-    let mut supervisor = Supervisor::new(shutdown);
-    if let Some(store) = store {
-        supervisor = supervisor.with_store(store);
-    }
+    let supervisor = supervisor(shutdown);
     for cam in &config.cameras {
         supervisor
             .add(cam.clone())
@@ -115,4 +120,113 @@ async fn start_cameras(
             .map_err(|e| e.to_string())?;
     }
     Ok(Arc::new(supervisor))
+}
+
+/// A supervisor whose cameras stop with `root`, start their `rtp_out`
+/// outputs, and pull `sim://` cameras from in-process simulators.
+pub fn supervisor(root: &CancellationToken) -> Supervisor {
+    Supervisor::new(root)
+        .with_outputs(rtp_outputs())
+        .with_sources(Arc::new(Simulators::default()))
+}
+
+/// Starts a camera's `[[camera.rtp_out]]` consumers: each registered as a
+/// consumer of the camera, ending with it.
+fn rtp_outputs() -> OutputStarter {
+    Arc::new(|camera: &CameraHandle| {
+        let cfg = &camera.config;
+        cfg.rtp_out
+            .iter()
+            .map(|out| {
+                let guard = camera.consumers.register(Consumer::new(
+                    new_consumer_id(),
+                    ConsumerKind::Rtp,
+                    cfg.id.clone(),
+                    None,
+                    camera.cancel.child_token(),
+                ));
+                let task = crate::egress::rtp::run_rtp_out(
+                    out.clone(),
+                    cfg.rtp_payload_size,
+                    camera.hub.clone(),
+                    camera.stats.clone(),
+                    guard,
+                );
+                Box::pin(task) as CameraTaskFuture
+            })
+            .collect()
+    })
+}
+
+/// The in-process simulators of `sim://` cameras: one shared by cameras
+/// without credentials (started with the first of them), one of its own
+/// for each camera with credentials (it demands them).
+#[derive(Default)]
+struct Simulators {
+    /// The shared simulator's address, once started.
+    open: tokio::sync::Mutex<Option<SocketAddr>>,
+}
+
+impl SourceResolver for Simulators {
+    fn resolve<'a>(
+        &'a self,
+        cfg: &'a CameraConfig,
+        root: &'a CancellationToken,
+        tracker: &'a TaskTracker,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Source>> + Send + 'a>> {
+        Box::pin(async move {
+            if cfg.url.scheme() != "sim" {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    format!("{}:// is not a simulator URL", cfg.url.scheme()),
+                ));
+            }
+            let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+            let (addr, stop) = if cfg.credentials.is_some() {
+                let options = SimOptions {
+                    credentials: cfg.credentials.clone(),
+                    ..Default::default()
+                };
+                let server = SimServer::bind(loopback, options).await?;
+                let addr = server.local_addr();
+                let token = root.child_token();
+                tracker.spawn(server.run(token.clone()));
+                (addr, Some(token))
+            } else {
+                let mut open = self.open.lock().await;
+                let addr = match *open {
+                    Some(addr) => addr,
+                    None => {
+                        let server = SimServer::bind(loopback, SimOptions::default()).await?;
+                        let addr = server.local_addr();
+                        tracker.spawn(server.run(root.clone()));
+                        *open = Some(addr);
+                        addr
+                    }
+                };
+                (addr, None)
+            };
+            let url = sim_url(cfg, addr)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            Ok(Source { url, stop })
+        })
+    }
+}
+
+/// The simulator URL of a `sim://NAME` camera served at `addr`.
+pub fn sim_url(cfg: &CameraConfig, addr: SocketAddr) -> Result<Url, String> {
+    let name = cfg.url.host_str().unwrap_or("sim");
+    // `[camera.faults]` goes to the simulator as URL query keys, after any
+    // written in the URL itself (so the table wins).
+    let mut keys: Vec<String> = cfg.url.query().map(str::to_string).into_iter().collect();
+    if let Some(faults) = &cfg.faults {
+        keys.push(faults.to_query());
+    }
+    keys.retain(|k| !k.is_empty());
+    let query = if keys.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", keys.join("&"))
+    };
+    Url::parse(&format!("rtsp://{addr}/{name}{query}")).map_err(|e| e.to_string())
 }

@@ -27,4 +27,5 @@ pub mod rtp;
 pub mod rtsp;
 pub mod service;
 pub mod sim;
+pub mod tls;
 pub mod sys;

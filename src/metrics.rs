@@ -164,6 +164,12 @@ fn camera(s: &mut Scrape, cam: &CameraHandle) {
         get(&stats.rtp_packets_received),
     );
     s.counter(
+        "camgate_rtp_packets_rejected_total",
+        "UDP datagrams dropped because they did not come from the camera.",
+        c,
+        get(&stats.rtp_packets_rejected),
+    );
+    s.counter(
         "camgate_rtp_packets_lost_total",
         "RTP packets declared lost by the jitter buffer.",
         c,
@@ -311,6 +317,12 @@ fn camera(s: &mut Scrape, cam: &CameraHandle) {
         "ONVIF keyframe requests that failed.",
         c,
         get(&stats.onvif_refresh_errors),
+    );
+    s.counter(
+        "camgate_rtcp_send_errors_total",
+        "RTCP packets (receiver reports, keyframe requests) that could not be sent to the camera.",
+        c,
+        get(&stats.rtcp_send_errors),
     );
     for (reason, value) in RECONNECT_REASONS.iter().zip(&stats.reconnects_by_reason) {
         s.counter(

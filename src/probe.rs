@@ -138,7 +138,7 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
         hub: &hub,
         stats: &stats,
         status: &status_tx,
-        generation: 1,
+        session_number: 1,
         cancel: &cancel,
     };
     let session = run_session(&params, ctx);

@@ -719,7 +719,7 @@ mod tests {
         let (store, config) = ConfigStore::open(&path).unwrap();
         let store = Arc::new(store);
         let root = CancellationToken::new();
-        let sup = Supervisor::new(&root).with_store(store.clone());
+        let sup = Supervisor::new(&root);
         for c in config.cameras {
             sup.add(c).await.unwrap();
         }

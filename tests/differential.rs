@@ -30,7 +30,7 @@ async fn camgate_frames(url: url::Url, carrier: Carrier) -> Vec<Nals> {
         hub: &hub,
         stats: &stats,
         status: &status,
-        generation: 1,
+        session_number: 1,
         cancel: &cancel,
     };
     let session = run_session(&params, ctx);

@@ -32,6 +32,9 @@ pub(super) struct MediaSink<'a> {
 pub(super) struct Actions {
     /// Ask the camera for a keyframe (PLI/FIR, ONVIF).
     pub refresh: bool,
+    /// Video pictures (access units) that completed, damaged or not: the
+    /// session's watchdog wants pictures, not just packets.
+    pub pictures: u64,
 }
 
 /// The video-only part of the path.
@@ -68,18 +71,18 @@ pub(super) struct MediaPath {
     jitter_counted: JitterStats,
     kind: Kind,
     clock_rate: u32,
-    /// Session timeline number given to consumers; bumped on every
-    /// discontinuity so they re-anchor timestamps.
-    generation: u64,
+    /// The timeline number given to consumers with each frame; bumped on
+    /// every discontinuity so they re-anchor timestamps.
+    timeline: u64,
 }
 
 impl MediaPath {
-    /// A video path. `generation` is the session's timeline number.
+    /// A video path. `timeline` is the session's first timeline number.
     pub fn video(
         latency: Duration,
         params: Option<ParameterSets>,
         policy: OnDamage,
-        generation: u64,
+        timeline: u64,
     ) -> Self {
         let video = VideoPath {
             depacketizer: Depacketizer::new(params.clone()),
@@ -91,15 +94,15 @@ impl MediaPath {
             damaged_since: None,
             warned_b_frames: false,
         };
-        Self::new(latency, Kind::Video(Box::new(video)), 90_000, generation)
+        Self::new(latency, Kind::Video(Box::new(video)), 90_000, timeline)
     }
 
     /// An audio path (payloads passed through).
-    pub fn audio(latency: Duration, clock_rate: u32, generation: u64) -> Self {
-        Self::new(latency, Kind::Audio, clock_rate, generation)
+    pub fn audio(latency: Duration, clock_rate: u32, timeline: u64) -> Self {
+        Self::new(latency, Kind::Audio, clock_rate, timeline)
     }
 
-    fn new(latency: Duration, kind: Kind, clock_rate: u32, generation: u64) -> Self {
+    fn new(latency: Duration, kind: Kind, clock_rate: u32, timeline: u64) -> Self {
         let config = JitterConfig {
             latency,
             ..Default::default()
@@ -109,7 +112,7 @@ impl MediaPath {
             jitter_counted: JitterStats::default(),
             kind,
             clock_rate: clock_rate.max(1),
-            generation,
+            timeline,
         }
     }
 
@@ -148,6 +151,13 @@ impl MediaPath {
         }
     }
 
+    /// The stream's RFC 3550 A.8 interarrival jitter in clock-rate units,
+    /// as its jitter buffer estimates it (the one estimator: receiver
+    /// reports and stats both take it from here).
+    pub fn jitter(&self) -> f64 {
+        self.jitter.stats().jitter
+    }
+
     /// True for the video path.
     pub fn is_video(&self) -> bool {
         matches!(self.kind, Kind::Video(_))
@@ -160,12 +170,13 @@ impl MediaPath {
                 Released::Packet(pkt) => {
                     let a = self.on_ordered(pkt, now, sink);
                     actions.refresh |= a.refresh;
+                    actions.pictures += a.pictures;
                 }
                 // The depacketizer sees the gap in sequence numbers itself.
                 Released::Lost { .. } => {}
                 Released::Discontinuity => {
                     CameraStats::add(&sink.stats.rtp_discontinuities, 1);
-                    self.generation += 1;
+                    self.timeline += 1;
                 }
             }
         }
@@ -193,19 +204,19 @@ impl MediaPath {
     }
 
     fn on_ordered(&mut self, pkt: RtpPacket, now: Instant, sink: &MediaSink<'_>) -> Actions {
-        let generation = &mut self.generation;
+        let timeline = &mut self.timeline;
         match &mut self.kind {
             Kind::Audio => {
                 sink.hub.publish(MediaEvent::Audio(Arc::new(AudioPacket {
                     payload: pkt.payload(),
                     timestamp: pkt.timestamp,
                     marker: pkt.marker,
-                    generation: *generation,
+                    generation: *timeline,
                     received: now,
                 })));
                 Actions::default()
             }
-            Kind::Video(v) => v.on_packet(&pkt, now, sink, generation),
+            Kind::Video(v) => v.on_packet(&pkt, now, sink, timeline),
         }
     }
 }
@@ -216,7 +227,7 @@ impl VideoPath {
         pkt: &RtpPacket,
         now: Instant,
         sink: &MediaSink<'_>,
-        generation: &mut u64,
+        timeline: &mut u64,
     ) -> Actions {
         let stats = sink.stats;
         let mut actions = Actions::default();
@@ -224,6 +235,7 @@ impl VideoPath {
         while let Some(au) = self.depacketizer.pull() {
             let analysis = self.analyzer.analyze(&au);
             CameraStats::add(&stats.frames_received, 1);
+            actions.pictures += 1;
             if analysis.idr {
                 CameraStats::add(&stats.keyframes_received, 1);
                 if let Some(prev) = self.last_idr_ts {
@@ -277,11 +289,11 @@ impl VideoPath {
                     self.damaged_since = None;
                 }
                 if out.discontinuity {
-                    *generation += 1;
+                    *timeline += 1;
                 }
                 sink.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
                     au,
-                    generation: *generation,
+                    generation: *timeline,
                     received: now,
                 })));
             }

@@ -1,22 +1,29 @@
 //! Cameras as supervised tasks: the session driver around the sans-IO RTSP
-//! client, the supervisor with backoff, the hub that fans media out, and
-//! each camera's visible state and counters.
+//! client (connection, stream setup, UDP ingest, deadlines), the camera
+//! task with backoff, the supervisor's registry, the hub that fans media
+//! out, and each camera's visible state and counters.
 
-pub mod hub;
-mod media;
-pub mod rtsps;
-pub mod session;
+mod connect;
 pub mod consumers;
+mod demand;
+mod error;
+pub mod hub;
+mod ingest;
+mod media;
+pub mod session;
+mod setup;
 pub mod stats;
 pub mod supervisor;
+mod task;
 mod udp;
+pub mod watchdog;
 
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-pub use hub::{AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
 pub use consumers::{Consumer, ConsumerGuard, ConsumerKind, ConsumerRegistry};
+pub use hub::{AudioPacket, Hub, MediaEvent, StreamInfo, VideoFrame};
 pub use stats::CameraStats;
 pub use supervisor::{CameraHandle, Supervisor};
 

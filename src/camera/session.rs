@@ -1,40 +1,52 @@
-//! One RTSP session with a camera: the tokio driver around the sans-IO
-//! [`crate::rtsp::Client`]. It owns the TCP connection and UDP sockets,
-//! feeds the depacketizer and publishes frames to the camera's hub. It ends
+//! One RTSP session with a camera: the thin tokio driver around the
+//! sans-IO cores (RFC 2326 [`crate::rtsp::Client`], the RTCP receiver side
+//! [`crate::rtp::receiver`], the session [`Watchdog`] and each stream's
+//! [`super::media`] path). It owns the connection and UDP sockets, waits
+//! on them, the deadlines and cancellation, and feeds the cores. It ends
 //! on failure, redirect or cancellation; the supervisor decides what next.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::hub::{AudioInfo, Hub, StreamInfo};
-use super::media::{describe_video, MediaPath, MediaSink};
+use super::connect::{connect, ConnReader, ConnWriter, ConnectOptions};
+use super::hub::Hub;
+use super::ingest::{UdpIngest, Verdict};
+use super::media::MediaSink;
+use super::setup::{apply_setups, auto_network_cache, choose_streams, MediaStream};
 use super::stats::CameraStats;
-use super::udp::{bind_udp_pair, record_buffer, recv_opt, set_receive_buffer, udp_reader, UdpRole};
+use super::udp::{recv_opt, udp_reader, UdpRole};
+use super::watchdog::{Limits, Watchdog};
 use super::{CameraState, CameraStatus};
-use crate::h264::repair::OnDamage;
+use crate::config::CameraConfig;
 use crate::credentials::Credentials;
-use crate::h264::ParameterSets;
+use crate::h264::repair::OnDamage;
 use crate::onvif::{OnvifClient, OnvifError};
-use crate::redact::redact_url;
-use crate::rtp::rtcp;
+use crate::rtp::receiver::RtcpReceiver;
 use crate::rtp::RtpPacket;
-use crate::rtsp::{
-    Client, ClientConfig, ClientError, Event, Presentation, StreamSetup, TransportRequest,
-};
+use crate::rtsp::{Client, ClientConfig, Event, StreamSetup};
 
-/// Audio encodings forwarded as they are (one RTP payload is self-contained).
-const PASSTHROUGH_AUDIO: &[&str] = &["PCMU", "PCMA", "OPUS", "G722", "MPEG4-GENERIC", "L16"];
+pub use super::error::SessionError;
+
+/// No RTP (or no complete picture) this long while playing ends a session.
+pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
+/// TCP connect (and TLS handshake) limit.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long TEARDOWN may take before the connection is closed anyway.
+const TEARDOWN_WAIT: Duration = Duration::from_millis(800);
+/// A write to the camera that takes longer than this means a dead link.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The loop wakes at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// How media is carried in one session (auto is resolved by the supervisor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,14 +83,15 @@ pub struct SessionParams {
     pub media_timeout: Duration,
     /// TCP connect limit.
     pub connect_timeout: Duration,
-    /// Jitter buffer latency; `None`: 200 ms over UDP, 0 over TCP.
-    pub network_cache: Option<Duration>,
+    /// Jitter buffer latency.
+    pub network_cache: Duration,
     /// SO_RCVBUF to ask for on the media sockets.
     pub socket_buffer_bytes: usize,
     /// What the repair gate does with damaged pictures.
     pub on_damage: OnDamage,
     /// How long the picture may stay frozen after damage before the session
-    /// is restarted; `None`: twice the measured GOP, at least 4 s.
+    /// is restarted; `None`: automatic (see
+    /// [`crate::config::CameraConfig::refresh_timeout_for`]).
     pub refresh_timeout: Option<Duration>,
     /// ONVIF client for SetSynchronizationPoint, shared across sessions so
     /// its discovery is cached.
@@ -88,16 +101,17 @@ pub struct SessionParams {
 }
 
 impl SessionParams {
-    /// Defaults for `url`: 5 s media timeout, 10 s connect timeout.
+    /// A camera at `url` with every setting at its configuration default
+    /// (`camgate probe`, tests).
     pub fn new(url: Url, credentials: Option<Credentials>, carrier: Carrier) -> Self {
         SessionParams {
             url,
             credentials,
             carrier,
             udp_probe: None,
-            media_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            network_cache: None,
+            media_timeout: MEDIA_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
+            network_cache: auto_network_cache(carrier),
             socket_buffer_bytes: crate::config::DEFAULT_SOCKET_BUFFER_BYTES,
             on_damage: OnDamage::default(),
             refresh_timeout: None,
@@ -105,76 +119,17 @@ impl SessionParams {
             tls_verify: true,
         }
     }
-}
 
-/// Why a session ended other than by request.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    /// The host name did not resolve.
-    #[error("cannot resolve camera host {host}: {reason}")]
-    Resolve { host: String, reason: String },
-    /// The TCP connection was refused or timed out.
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
-    /// The TLS handshake of an `rtsps://` camera failed (the message names
-    /// a certificate problem).
-    #[error("{0}")]
-    Tls(String),
-    /// The RTSP exchange failed.
-    #[error(transparent)]
-    Rtsp(#[from] ClientError),
-    /// The camera offers no H.264 video.
-    #[error("camera sends no H.264 video (it offers: {0}); camgate republishes H.264 only")]
-    UnsupportedCodec(String),
-    /// Playing, but no RTP arrived for a while.
-    #[error("no RTP received for {0} s while playing")]
-    MediaTimeout(u64),
-    /// RTP arrives but no video picture completes (payloads that are not
-    /// H.264 as described, or a flood of fragments).
-    #[error("RTP arrives but no complete video picture for {0} s: the camera's video cannot be depacketized")]
-    NoPictures(u64),
-    /// UDP was negotiated but no packet arrived (firewall or NAT).
-    #[error("no media arrived over UDP within {0} s (firewall or NAT?)")]
-    NoUdpMedia(u64),
-    /// The camera closed the connection.
-    #[error("the camera closed the connection")]
-    Closed,
-    /// Damaged video and no clean keyframe for too long, despite refresh
-    /// requests: a new session starts with a keyframe.
-    #[error("no clean keyframe within {0:.1} s of damage despite refresh requests; restarting the session")]
-    RefreshTimeout(f64),
-    /// Reading or writing the connection failed.
-    #[error("connection error: {0}")]
-    Io(String),
-}
-
-impl SessionError {
-    /// The visible state this failure puts the camera in.
-    pub fn state(&self) -> CameraState {
-        match self {
-            SessionError::Resolve { .. } | SessionError::Connect { .. } => CameraState::Unreachable,
-            SessionError::Rtsp(ClientError::Unauthorized { .. }) => CameraState::Unauthorized,
-            SessionError::Rtsp(ClientError::NotFound { .. }) => CameraState::NotFound,
-            SessionError::UnsupportedCodec(_) => CameraState::UnsupportedCodec,
-            _ => CameraState::Backoff,
-        }
-    }
-
-    /// A short fixed name for metrics labels and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SessionError::Resolve { .. } | SessionError::Connect { .. } => "unreachable",
-            SessionError::Tls(_) => "tls_error",
-            SessionError::Rtsp(ClientError::Unauthorized { .. }) => "unauthorized",
-            SessionError::Rtsp(ClientError::NotFound { .. }) => "not_found",
-            SessionError::Rtsp(ClientError::Timeout { .. }) => "rtsp_timeout",
-            SessionError::Rtsp(_) => "rtsp_error",
-            SessionError::UnsupportedCodec(_) => "unsupported_codec",
-            SessionError::MediaTimeout(_) | SessionError::NoPictures(_) => "media_timeout",
-            SessionError::NoUdpMedia(_) => "no_udp_media",
-            SessionError::Closed => "closed",
-            SessionError::RefreshTimeout(_) => "refresh_timeout",
-            SessionError::Io(_) => "io_error",
+    /// Camera `cfg` pulled from `url` (its own, a redirect's or the
+    /// simulator's) over `carrier`.
+    pub fn for_camera(cfg: &CameraConfig, url: Url, carrier: Carrier) -> Self {
+        SessionParams {
+            network_cache: cfg.network_cache(carrier == Carrier::Udp),
+            socket_buffer_bytes: cfg.socket_buffer_bytes,
+            on_damage: cfg.on_damage,
+            refresh_timeout: cfg.refresh_timeout,
+            tls_verify: cfg.tls_verify,
+            ..SessionParams::new(url, cfg.credentials.clone(), carrier)
         }
     }
 }
@@ -207,233 +162,117 @@ pub struct SessionContext<'a> {
     pub stats: &'a CameraStats,
     /// The camera's visible status.
     pub status: &'a watch::Sender<CameraStatus>,
-    /// Session number for consumers' timestamp re-anchoring.
-    pub generation: u64,
+    /// How many sessions this camera started, this one included: each
+    /// session gives consumers a new range of timelines, so they re-anchor
+    /// timestamps.
+    pub session_number: u64,
     /// Stops the session (TEARDOWN is sent).
     pub cancel: &'a CancellationToken,
 }
 
-/// A media stream being received.
-struct MediaStream {
-    /// Index in the presentation.
-    index: usize,
-    /// Jitter buffer, depacketizer, analyzer, repair gate.
-    path: MediaPath,
-    /// Interleaved channels (TCP).
-    channels: Option<(u8, u8)>,
-    /// Where to send RTCP (UDP): camera address and its RTCP port.
-    rtcp_dest: Option<SocketAddr>,
-    /// Our RTCP socket (UDP).
-    rtcp_socket: Option<Arc<UdpSocket>>,
-    /// Reception statistics for receiver reports.
-    rr: rtcp::ReceiverStats,
-    /// Clock rate, for jitter.
-    clock_rate: u32,
-    /// The middle 32 bits of the last SR's NTP time and when it arrived.
-    last_sr: Option<(u32, Instant)>,
-    /// SSRC from the last packet.
-    ssrc: Option<u32>,
-}
-
-impl MediaStream {
-    /// Appends a receiver report (RR + SDES) about this stream to `out` and
-    /// returns the stream's SSRC; `None` (nothing written) before the first
-    /// packet.
-    fn write_report(&mut self, reporter_ssrc: u32, out: &mut Vec<u8>) -> Option<u32> {
-        let ssrc = self.ssrc?;
-        let (lsr, dlsr) = match self.last_sr {
-            Some((lsr, at)) => (lsr, rtcp::dlsr(at.elapsed())),
-            None => (0, 0),
-        };
-        let block = self.rr.report_block(ssrc, lsr, dlsr);
-        rtcp::write_receiver_report(out, reporter_ssrc, &[block], "camgate");
-        Some(ssrc)
-    }
-}
-
 /// Runs one session until it ends. Never panics on camera input.
 pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> SessionOutcome {
-    let mut played_since: Option<Instant> = None;
-    let end = match Driver::connect(params, &ctx).await {
-        Ok(mut driver) => {
-            let end = driver.run(params, &ctx, &mut played_since).await;
-            driver.shutdown().await;
-            end
+    let mut driver = match Driver::connect(params, &ctx).await {
+        Ok(driver) => driver,
+        Err(e) => {
+            return SessionOutcome {
+                end: SessionEnd::Failed(e),
+                played: Duration::ZERO,
+            }
         }
-        Err(e) => SessionEnd::Failed(e),
     };
+    let end = driver.run(params, &ctx).await;
+    driver.shutdown().await;
     SessionOutcome {
         end,
-        played: played_since.map(|t| t.elapsed()).unwrap_or_default(),
+        played: driver
+            .watchdog
+            .playing_since()
+            .map(|t| t.elapsed())
+            .unwrap_or_default(),
     }
 }
 
-/// The reading half of the camera connection (TCP, or TLS over TCP).
-type ConnReader = Box<dyn AsyncRead + Send + Unpin>;
-/// The writing half of the camera connection.
-type ConnWriter = Box<dyn AsyncWrite + Send + Unpin>;
+/// An ONVIF SetSynchronizationPoint under way.
+type OnvifFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OnvifError>> + Send>>;
 
 /// The live parts of a session.
 struct Driver {
+    /// The RTSP state machine.
     client: Client,
     reader: ConnReader,
     writer: ConnWriter,
-    /// Our end of the TCP connection; UDP sockets bind to the same address.
+    /// Our end of the connection; UDP sockets bind to the same address.
     local_ip: IpAddr,
-    /// The camera's end of the TCP connection.
+    /// The camera's address.
     peer_ip: IpAddr,
+    /// The streams being received, indexed like `rtcp`'s streams.
     streams: Vec<MediaStream>,
+    /// Receiver reports, last SRs, keyframe requests.
+    rtcp: RtcpReceiver,
+    /// Media, picture, UDP-probe and refresh deadlines.
+    watchdog: Watchdog,
+    /// Which datagrams are the camera's (UDP only).
+    ingest: Option<UdpIngest>,
     /// Datagrams from the UDP reader tasks (bounded; overflow is dropped).
-    udp_rx: Option<mpsc::Receiver<(UdpRole, Bytes)>>,
+    udp_rx: Option<mpsc::Receiver<(UdpRole, SocketAddr, Bytes)>>,
     /// The UDP reader tasks, aborted when the session ends.
     udp_tasks: JoinSet<()>,
-    /// Our SSRC in receiver reports.
-    rr_ssrc: u32,
     /// Set when PLAY succeeded.
     playing: bool,
-    /// Set when interleaved RTP arrived since the last loop turn.
-    tcp_media_seen: bool,
-    /// RTP packets received in this session (the camera's counters span
-    /// sessions).
-    rtp_packets: u64,
-    /// A stream asked for a keyframe since the last loop turn.
-    want_refresh: bool,
-    /// When a keyframe was last requested (rate limit).
-    last_refresh: Option<Instant>,
-    /// FIR command sequence number (RFC 5104 4.3.1).
-    fir_seq: u8,
     /// An ONVIF SetSynchronizationPoint under way.
     onvif_inflight: Option<OnvifFuture>,
     /// Framing counters of the client already added to the camera's stats.
     framing_counted: (u64, u64),
 }
 
-type OnvifFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), OnvifError>> + Send>>;
-
-/// Jitter buffer latency over UDP when `network_cache_ms` is not set.
-const DEFAULT_UDP_CACHE: Duration = Duration::from_millis(200);
-/// While the picture stays frozen, the keyframe request is repeated this
-/// often (a request or its answer may be lost).
-const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
-/// Fewest time between two keyframe requests: a new damage episode asks at
-/// once unless a request went out this recently.
-const MIN_REFRESH_GAP: Duration = Duration::from_millis(50);
-/// Shortest automatic refresh timeout.
-const MIN_REFRESH_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Receiver reports go out this often (some cameras end sessions without).
-const RR_INTERVAL: Duration = Duration::from_secs(5);
-/// How long TEARDOWN may take before the connection is closed anyway.
-const TEARDOWN_WAIT: Duration = Duration::from_millis(800);
-/// A write to the camera that takes longer than this means a dead link.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Driver {
     async fn connect(
         params: &SessionParams,
         ctx: &SessionContext<'_>,
     ) -> Result<Driver, SessionError> {
-        let host = params.url.host_str().unwrap_or_default().to_string();
-        let tls = params.url.scheme() == "rtsps";
-        let default_port = if tls { super::rtsps::DEFAULT_PORT } else { 554 };
-        let port = params.url.port().unwrap_or(default_port);
-        let addr = resolve(&host, port).await?;
-        // The receive buffer is set before connecting so TCP window scaling
-        // can use it.
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(|e| SessionError::Io(e.to_string()))?;
-        let granted =
-            set_receive_buffer(&socket2::SockRef::from(&socket), params.socket_buffer_bytes);
-        record_buffer(ctx.stats, params.socket_buffer_bytes, granted);
-        let tcp = match timeout(params.connect_timeout, socket.connect(addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                return Err(SessionError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(SessionError::Connect {
-                    addr,
-                    reason: format!("no answer within {} s", params.connect_timeout.as_secs()),
-                })
-            }
+        let options = ConnectOptions {
+            timeout: params.connect_timeout,
+            socket_buffer_bytes: params.socket_buffer_bytes,
+            tls_verify: params.tls_verify,
         };
-        // Requests are small and latency matters; keepalive finds dead peers
-        // behind NAT faster than the media timeout on idle links.
-        let _ = tcp.set_nodelay(true);
-        let _ = socket2::SockRef::from(&tcp).set_keepalive(true);
-        let local_ip = tcp
-            .local_addr()
-            .map(|a| a.ip())
-            .map_err(|e| SessionError::Io(e.to_string()))?;
-        let (reader, writer): (ConnReader, ConnWriter) = if tls {
-            let handshake = super::rtsps::connect(tcp, &host, addr, params.tls_verify);
-            let stream = match timeout(params.connect_timeout, handshake).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(SessionError::Tls(e)),
-                Err(_) => {
-                    return Err(SessionError::Tls(format!(
-                        "TLS handshake with {addr}: no answer within {} s",
-                        params.connect_timeout.as_secs()
-                    )))
-                }
-            };
-            let (r, w) = tokio::io::split(stream);
-            (Box::new(r), Box::new(w))
-        } else {
-            let (r, w) = tcp.into_split();
-            (Box::new(r), Box::new(w))
-        };
+        let conn = connect(&params.url, &options, ctx.stats).await?;
         ctx.status
             .send_modify(|s| s.transport = Some(params.carrier.as_str()));
+        let now = Instant::now();
         let client = Client::new(
             ClientConfig {
                 url: params.url.clone(),
                 credentials: params.credentials.clone(),
                 user_agent: concat!("camgate/", env!("CARGO_PKG_VERSION")).to_string(),
             },
-            Instant::now(),
+            now,
         );
         Ok(Driver {
             client,
-            reader,
-            writer,
-            local_ip,
-            peer_ip: addr.ip(),
+            reader: conn.reader,
+            writer: conn.writer,
+            local_ip: conn.local_ip,
+            peer_ip: conn.peer.ip(),
             streams: Vec::new(),
+            rtcp: RtcpReceiver::new(rand::random()),
+            watchdog: Watchdog::new(Limits {
+                media_timeout: params.media_timeout,
+                udp_probe: params.udp_probe,
+                refresh_timeout: params.refresh_timeout,
+            }),
+            ingest: None,
             udp_rx: None,
             udp_tasks: JoinSet::new(),
-            rr_ssrc: rand::random(),
             playing: false,
-            tcp_media_seen: false,
-            rtp_packets: 0,
-            want_refresh: false,
-            last_refresh: None,
-            fir_seq: 0,
             onvif_inflight: None,
             framing_counted: (0, 0),
         })
     }
 
-    async fn run(
-        &mut self,
-        params: &SessionParams,
-        ctx: &SessionContext<'_>,
-        played_since: &mut Option<Instant>,
-    ) -> SessionEnd {
+    async fn run(&mut self, params: &SessionParams, ctx: &SessionContext<'_>) -> SessionEnd {
         let mut rbuf = vec![0u8; 64 * 1024];
-        let mut last_media: Option<Instant> = None;
-        // When a video picture last completed, and the camera's picture
-        // count then: RTP that never forms a picture is no better than none.
-        let mut last_picture: Option<(Instant, u64)> = None;
-        let mut next_rr = Instant::now() + RR_INTERVAL;
         loop {
             if let Err(e) = self.flush().await {
                 return SessionEnd::Failed(e);
@@ -444,54 +283,24 @@ impl Driver {
                     Ok(Some(end)) => return end,
                     Err(e) => return self.fail_with_teardown(e).await,
                 }
-                if played_since.is_none() && !self.streams.is_empty() && self.playing() {
-                    let now = Instant::now();
-                    *played_since = Some(now);
-                    last_media = Some(now);
-                    last_picture = Some((now, ctx.stats.frames_received.load(Relaxed)));
-                }
+            }
+            let now = Instant::now();
+            if self.watchdog.poll_refresh(now) {
+                self.request_refresh(params, ctx, now).await;
             }
             if let Err(e) = self.flush().await {
                 return SessionEnd::Failed(e);
             }
 
-            let now = Instant::now();
-            // The media deadline: UDP probing in auto mode uses its own limit
-            // until the first packet.
-            let media_deadline =
-                played_since.map(|start| match (params.udp_probe, self.rtp_packets) {
-                    (Some(probe), 0) => start + probe,
-                    _ => last_media.unwrap_or(start) + params.media_timeout,
-                });
-            let picture_deadline = last_picture
-                .filter(|_| self.rtp_packets > 0)
-                .map(|(at, _)| at + params.media_timeout);
-            // Frozen after damage: keep asking for a keyframe, and restart
-            // the session when none comes in time.
-            let frozen = self.video_damaged_since();
-            let refresh_deadline = frozen.map(|since| since + self.refresh_timeout(params));
-            let reask = frozen.and(self.last_refresh).map(|t| t + REFRESH_INTERVAL);
-            let pending_refresh = self
-                .want_refresh
-                .then(|| self.last_refresh.map(|t| t + MIN_REFRESH_GAP))
-                .flatten();
-            let media_timers = self.streams.iter().filter_map(|s| s.path.poll_timeout());
-            let mut deadline = now + Duration::from_secs(1);
-            for d in [
+            let deadline = [
                 self.client.poll_timeout(),
-                media_deadline,
-                picture_deadline,
-                played_since.map(|_| next_rr),
-                refresh_deadline,
-                reask,
-                pending_refresh,
+                self.watchdog.poll_timeout(),
+                self.rtcp.poll_timeout(),
             ]
             .into_iter()
             .flatten()
-            .chain(media_timers)
-            {
-                deadline = deadline.min(d);
-            }
+            .chain(self.streams.iter().filter_map(|s| s.path.poll_timeout()))
+            .fold(now + MAX_SLEEP, Instant::min);
 
             tokio::select! {
                 _ = ctx.cancel.cancelled() => {
@@ -506,10 +315,10 @@ impl Driver {
                     }
                     Err(e) => return SessionEnd::Failed(SessionError::Io(e.to_string())),
                 },
-                _ = ctx.hub.keyframe_requested(), if self.playing() => {
+                _ = ctx.hub.keyframe_requested(), if self.playing => {
                     // A viewer asked for a keyframe the GOP cache could not
                     // give it (the hub rate-limits these).
-                    self.want_refresh = true;
+                    self.watchdog.handle_refresh_wanted();
                 }
                 result = onvif_opt(&mut self.onvif_inflight) => {
                     self.onvif_inflight = None;
@@ -519,82 +328,24 @@ impl Driver {
                         tracing::warn!(error = %e, "ONVIF SetSynchronizationPoint failed");
                     }
                 }
-                Some((role, data)) = recv_opt(&mut self.udp_rx) => {
-                    CameraStats::add(&ctx.stats.bytes_received, data.len() as u64);
-                    match role {
-                        UdpRole::Rtp(i) => {
-                            last_media = Some(Instant::now());
-                            self.on_rtp(i, data, ctx);
-                        }
-                        UdpRole::Rtcp(i) => self.on_rtcp(i, &data),
+                Some((role, from, data)) = recv_opt(&mut self.udp_rx) => {
+                    if let Err(e) = self.on_datagram(role, from, data, ctx) {
+                        return self.fail_with_teardown(e).await;
                     }
                 }
                 _ = sleep_until(deadline.into()) => {
                     let now = Instant::now();
                     self.client.handle_timeout(now);
                     self.on_media_timeout(now, ctx);
-                    if refresh_deadline.is_some_and(|d| now >= d) {
-                        let waited = frozen.map(|f| now.duration_since(f).as_secs_f64()).unwrap_or_default();
-                        return self.fail_with_teardown(SessionError::RefreshTimeout(waited)).await;
+                    if let Err(expired) = self.watchdog.handle_timeout(now) {
+                        return self.fail_with_teardown(expired.into()).await;
                     }
-                    if reask.is_some_and(|d| now >= d) {
-                        self.want_refresh = true;
+                    if self.rtcp.handle_timeout(now) {
+                        self.send_receiver_reports(ctx, now).await;
                     }
-                    if let Some(d) = media_deadline {
-                        if now >= d {
-                            let err = if params.udp_probe.is_some() && self.rtp_packets == 0 {
-                                SessionError::NoUdpMedia(params.udp_probe.unwrap_or_default().as_secs())
-                            } else {
-                                SessionError::MediaTimeout(params.media_timeout.as_secs())
-                            };
-                            return self.fail_with_teardown(err).await;
-                        }
-                    }
-                    if picture_deadline.is_some_and(|d| now >= d) {
-                        let err = SessionError::NoPictures(params.media_timeout.as_secs());
-                        return self.fail_with_teardown(err).await;
-                    }
-                    if played_since.is_some() && now >= next_rr {
-                        self.send_receiver_reports().await;
-                        next_rr = now + RR_INTERVAL;
-                    }
-                }
-            }
-            if self.want_refresh {
-                self.request_refresh(params, ctx).await;
-            }
-            // Interleaved media arrives as client events; note its arrival.
-            if self.tcp_media_seen {
-                last_media = Some(Instant::now());
-                self.tcp_media_seen = false;
-            }
-            if let Some((at, seen)) = &mut last_picture {
-                let frames = ctx.stats.frames_received.load(Relaxed);
-                if frames != *seen {
-                    (*at, *seen) = (Instant::now(), frames);
                 }
             }
         }
-    }
-}
-
-impl Driver {
-    fn playing(&self) -> bool {
-        self.playing
-    }
-
-    /// Since when the video has been frozen after damage, if it is.
-    fn video_damaged_since(&self) -> Option<Instant> {
-        self.streams.iter().find_map(|s| s.path.damaged_since())
-    }
-
-    /// The configured refresh timeout, or twice the measured GOP (at least
-    /// [`MIN_REFRESH_TIMEOUT`]).
-    fn refresh_timeout(&self, params: &SessionParams) -> Duration {
-        params.refresh_timeout.unwrap_or_else(|| {
-            let gop = self.streams.iter().find_map(|s| s.path.gop());
-            gop.map_or(MIN_REFRESH_TIMEOUT, |g| (g * 2).max(MIN_REFRESH_TIMEOUT))
-        })
     }
 
     /// Adds the framer's resync counters to the camera's stats.
@@ -640,10 +391,19 @@ impl Driver {
     ) -> Result<Option<SessionEnd>, SessionError> {
         match event {
             Event::Described(presentation) => {
-                let requests = self.choose_streams(&presentation, params, ctx).await?;
-                self.client.setup(requests, Instant::now());
+                let server = self.client.server().map(str::to_string);
+                let chosen =
+                    choose_streams(&presentation, server, self.local_ip, params, ctx).await?;
+                for _ in &chosen.streams {
+                    self.rtcp.add_stream();
+                }
+                self.streams = chosen.streams;
+                if !chosen.udp.is_empty() {
+                    self.start_udp(chosen.udp);
+                }
+                self.client.setup(chosen.requests, Instant::now());
             }
-            Event::Playing(setups) => self.on_playing(setups, ctx).await?,
+            Event::Playing(setups) => self.on_playing(setups, ctx).await,
             Event::Interleaved { channel, data } => {
                 CameraStats::add(&ctx.stats.bytes_received, data.len() as u64 + 4);
                 let found = self.streams.iter().position(|s| {
@@ -652,11 +412,11 @@ impl Driver {
                 });
                 if let Some(i) = found {
                     let (rtp, _) = self.streams[i].channels.unwrap_or_default();
+                    let now = Instant::now();
                     if channel == rtp {
-                        self.tcp_media_seen = true;
-                        self.on_rtp(i, data, ctx);
+                        self.on_rtp(i, data, now, ctx);
                     } else {
-                        self.on_rtcp(i, &data);
+                        self.rtcp.handle_rtcp(i, &data, now);
                     }
                 }
             }
@@ -667,182 +427,28 @@ impl Driver {
         Ok(None)
     }
 
-    /// Picks the H.264 video stream and a pass-through audio stream, prepares
-    /// their receivers and returns the SETUP requests.
-    async fn choose_streams(
-        &mut self,
-        p: &Presentation,
-        params: &SessionParams,
-        ctx: &SessionContext<'_>,
-    ) -> Result<Vec<(usize, TransportRequest)>, SessionError> {
-        let sdp = String::from_utf8_lossy(&p.sdp).into_owned();
-        let server = self
-            .client
-            .server()
-            .map(str::to_string)
-            .or_else(|| p.tool.clone());
-        let video = p
-            .streams
-            .iter()
-            .position(|s| s.media == "video" && s.encoding == "H264");
-        let Some(video) = video else {
-            let offered: Vec<String> = p
-                .streams
-                .iter()
-                .map(|s| format!("{} {}", s.media, s.encoding))
-                .collect();
-            ctx.status.send_modify(|st| {
-                st.sdp = Some(redact_url(&sdp));
-                st.server = server;
-            });
-            return Err(SessionError::UnsupportedCodec(offered.join(", ")));
-        };
-        let audio = p
-            .streams
-            .iter()
-            .position(|s| s.media == "audio" && PASSTHROUGH_AUDIO.contains(&s.encoding.as_str()));
-
-        let vdesc = &p.streams[video];
-        let params_from_sdp = vdesc
-            .fmtp_param("sprop-parameter-sets")
-            .and_then(|v| ParameterSets::from_sprop(v).ok());
-        let audio_info = audio.map(|i| {
-            let d = &p.streams[i];
-            AudioInfo {
-                encoding: d.encoding.clone(),
-                clock_rate: d.clock_rate,
-                channels: d.channels,
-                payload_type: d.payload_type,
-                fmtp: d.fmtp.clone(),
-            }
-        });
-        // Audio WebRTC cannot carry (AAC above all): viewers get video only.
-        let no_webrtc_audio = audio_info
-            .as_ref()
-            .filter(|a| {
-                !matches!(
-                    a.encoding.to_ascii_uppercase().as_str(),
-                    "PCMU" | "PCMA" | "OPUS"
-                )
-            })
-            .map(|a| {
-                format!(
-                    "the camera's {} audio cannot be sent over WebRTC: browsers get video only",
-                    a.encoding
-                )
-            });
-        ctx.status.send_modify(|st| {
-            if let Some(w) = &no_webrtc_audio {
-                st.warn(w);
-            }
-            st.sdp = Some(redact_url(&sdp));
-            st.server = server;
-            st.video = Some(describe_video(params_from_sdp.as_ref()));
-            st.audio = audio_info
-                .as_ref()
-                .map(|a| format!("{}/{}", a.encoding, a.clock_rate));
-        });
-        ctx.hub.set_info(StreamInfo {
-            video_params: params_from_sdp.clone(),
-            audio: audio_info,
-        });
-
-        let latency = params.network_cache.unwrap_or(match params.carrier {
-            // UDP reorders on busy links and Wi-Fi; TCP never does.
-            Carrier::Udp => DEFAULT_UDP_CACHE,
-            Carrier::Tcp => Duration::ZERO,
-        });
-        let generation = ctx.generation << 20;
-        let mut chosen = vec![(
-            video,
-            MediaPath::video(
-                latency,
-                params_from_sdp.clone(),
-                params.on_damage,
-                generation,
-            ),
-        )];
-        if let Some(a) = audio {
-            chosen.push((
-                a,
-                MediaPath::audio(latency, p.streams[a].clock_rate, generation),
-            ));
+    /// Starts a reader task per UDP socket, and the gate that takes only
+    /// the camera's datagrams.
+    fn start_udp(&mut self, sockets: Vec<(usize, UdpSocket, UdpSocket)>) {
+        // Bounded: a flood of datagrams is dropped here, not queued.
+        let (tx, rx) = mpsc::channel(1024);
+        self.ingest = Some(UdpIngest::new(self.peer_ip, self.streams.len()));
+        for (n, rtp, rtcp) in sockets {
+            let rtcp = Arc::new(rtcp);
+            self.streams[n].rtcp_socket = Some(rtcp.clone());
+            self.udp_tasks
+                .spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
+            self.udp_tasks
+                .spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
         }
-        let mut requests = Vec::new();
-        let mut udp_sockets = Vec::new();
-        for (n, (index, path)) in chosen.into_iter().enumerate() {
-            let request = match params.carrier {
-                Carrier::Tcp => TransportRequest::Tcp {
-                    rtp_channel: (n * 2) as u8,
-                },
-                Carrier::Udp => {
-                    let (rtp, rtcp) = bind_udp_pair(self.local_ip).await.map_err(|e| {
-                        SessionError::Io(format!("cannot bind a UDP port pair: {e}"))
-                    })?;
-                    let granted = set_receive_buffer(
-                        &socket2::SockRef::from(&rtp),
-                        params.socket_buffer_bytes,
-                    );
-                    record_buffer(ctx.stats, params.socket_buffer_bytes, granted);
-                    let port = rtp
-                        .local_addr()
-                        .map_err(|e| SessionError::Io(e.to_string()))?
-                        .port();
-                    udp_sockets.push((n, rtp, rtcp));
-                    TransportRequest::Udp { rtp_port: port }
-                }
-            };
-            requests.push((index, request));
-            self.streams.push(MediaStream {
-                index,
-                clock_rate: p.streams[index].clock_rate.max(1),
-                path,
-                channels: None,
-                rtcp_dest: None,
-                rtcp_socket: None,
-                rr: rtcp::ReceiverStats::default(),
-                last_sr: None,
-                ssrc: None,
-            });
-        }
-        if !udp_sockets.is_empty() {
-            // Bounded: a flood of datagrams is dropped here, not queued.
-            let (tx, rx) = mpsc::channel(1024);
-            for (n, rtp, rtcp) in udp_sockets {
-                let rtcp = Arc::new(rtcp);
-                self.streams[n].rtcp_socket = Some(rtcp.clone());
-                self.udp_tasks
-                    .spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
-                self.udp_tasks
-                    .spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
-            }
-            self.udp_rx = Some(rx);
-        }
-        Ok(requests)
+        self.udp_rx = Some(rx);
     }
 
-    async fn on_playing(
-        &mut self,
-        setups: Vec<StreamSetup>,
-        ctx: &SessionContext<'_>,
-    ) -> Result<(), SessionError> {
-        for setup in setups {
-            let Some(stream) = self.streams.iter_mut().find(|s| s.index == setup.stream) else {
-                continue;
-            };
-            match setup.request {
-                TransportRequest::Tcp { rtp_channel } => {
-                    stream.channels = Some(
-                        setup
-                            .channels
-                            .unwrap_or((rtp_channel, rtp_channel.wrapping_add(1))),
-                    );
-                }
-                TransportRequest::Udp { .. } => {
-                    if let Some((_, server_rtcp)) = setup.server_ports {
-                        stream.rtcp_dest = Some(SocketAddr::new(self.peer_ip, server_rtcp));
-                    }
-                }
+    async fn on_playing(&mut self, setups: Vec<StreamSetup>, ctx: &SessionContext<'_>) {
+        let server_ports = apply_setups(&mut self.streams, setups, self.peer_ip);
+        if let Some(ingest) = &mut self.ingest {
+            for (n, rtp, rtcp) in server_ports {
+                ingest.set_server_ports(n, rtp, rtcp);
             }
         }
         self.playing = true;
@@ -856,16 +462,63 @@ impl Driver {
             "udp"
         };
         tracing::info!(transport, "playing");
-        // An early receiver report opens NAT/firewall state towards the camera.
-        self.send_receiver_reports().await;
+        let now = Instant::now();
+        self.watchdog.handle_playing(now);
+        // The first reports go out at once: they open NAT and firewall
+        // state towards the camera.
+        self.rtcp.start(now);
+        if self.rtcp.handle_timeout(now) {
+            self.send_receiver_reports(ctx, now).await;
+        }
+    }
+
+    /// One datagram from a UDP reader: taken only from the camera.
+    fn on_datagram(
+        &mut self,
+        role: UdpRole,
+        from: SocketAddr,
+        data: Bytes,
+        ctx: &SessionContext<'_>,
+    ) -> Result<(), SessionError> {
+        let now = Instant::now();
+        let (i, rtp) = match role {
+            UdpRole::Rtp(i) => (i, true),
+            UdpRole::Rtcp(i) => (i, false),
+        };
+        let Some(ingest) = &mut self.ingest else {
+            return Ok(());
+        };
+        match ingest.check(i, rtp, from, data.len(), now) {
+            Verdict::Accept => {}
+            Verdict::Reject { log } => {
+                CameraStats::add(&ctx.stats.rtp_packets_rejected, 1);
+                if let Some(count) = log {
+                    tracing::warn!(
+                        %from,
+                        count,
+                        "rejecting UDP datagrams that do not come from the camera"
+                    );
+                }
+                return Ok(());
+            }
+            Verdict::Flood(e) => return Err(SessionError::Rtsp(e)),
+        }
+        CameraStats::add(&ctx.stats.bytes_received, data.len() as u64);
+        if rtp {
+            self.on_rtp(i, data, now, ctx);
+        } else {
+            self.rtcp.handle_rtcp(i, &data, now);
+        }
         Ok(())
     }
 
-    /// One RTP packet of stream `i`.
-    fn on_rtp(&mut self, i: usize, data: Bytes, ctx: &SessionContext<'_>) {
+    /// One RTP packet of stream `i` from the camera.
+    fn on_rtp(&mut self, i: usize, data: Bytes, now: Instant, ctx: &SessionContext<'_>) {
         let Some(stream) = self.streams.get_mut(i) else {
             return;
         };
+        // Arrival, parsed or not: the link is alive.
+        self.watchdog.handle_media(now);
         let pkt = match RtpPacket::parse(data) {
             Ok(p) => p,
             Err(e) => {
@@ -874,20 +527,26 @@ impl Driver {
             }
         };
         CameraStats::add(&ctx.stats.rtp_packets_received, 1);
-        self.rtp_packets += 1;
-        stream.ssrc = Some(pkt.ssrc);
-        let _ = stream.rr.on_packet(
-            pkt.sequence,
-            pkt.timestamp,
-            arrival_units(stream.clock_rate),
-        );
+        self.rtcp.handle_rtp(i, pkt.sequence, pkt.ssrc);
         let sink = MediaSink {
             hub: ctx.hub,
             stats: ctx.stats,
             status: ctx.status,
         };
-        let actions = stream.path.on_packet(pkt, Instant::now(), &sink);
-        self.want_refresh |= actions.refresh;
+        let actions = stream.path.on_packet(pkt, now, &sink);
+        self.after_media(actions, now);
+    }
+
+    /// Tells the watchdog what a media path did.
+    fn after_media(&mut self, actions: super::media::Actions, now: Instant) {
+        self.watchdog.handle_pictures(actions.pictures, now);
+        if actions.refresh {
+            self.watchdog.handle_refresh_wanted();
+        }
+        if let Some(video) = self.streams.iter().find(|s| s.path.is_video()) {
+            self.watchdog
+                .handle_video(video.path.damaged_since(), video.path.gop());
+        }
     }
 
     /// Lets every jitter buffer release what waited long enough.
@@ -897,39 +556,33 @@ impl Driver {
             stats: ctx.stats,
             status: ctx.status,
         };
-        for stream in &mut self.streams {
-            if stream.path.poll_timeout().is_some_and(|t| t <= now) {
-                self.want_refresh |= stream.path.on_timeout(now, &sink).refresh;
+        for i in 0..self.streams.len() {
+            let path = &mut self.streams[i].path;
+            if path.poll_timeout().is_some_and(|t| t <= now) {
+                let actions = path.on_timeout(now, &sink);
+                self.after_media(actions, now);
             }
         }
     }
 
     /// Asks the camera for a keyframe: RTCP PLI and FIR (RFC 4585, RFC 5104)
     /// on the video stream's RTCP channel or port, and ONVIF
-    /// SetSynchronizationPoint where configured. Rate-limited.
-    async fn request_refresh(&mut self, params: &SessionParams, ctx: &SessionContext<'_>) {
-        let now = Instant::now();
-        if self
-            .last_refresh
-            .is_some_and(|t| now.duration_since(t) < MIN_REFRESH_GAP)
-        {
-            // Asked a moment ago; the loop comes back when the gap is over.
-            return;
-        }
-        self.want_refresh = false;
-        self.last_refresh = Some(now);
+    /// SetSynchronizationPoint where configured. The watchdog rate-limits.
+    async fn request_refresh(
+        &mut self,
+        params: &SessionParams,
+        ctx: &SessionContext<'_>,
+        now: Instant,
+    ) {
         let Some(i) = self.streams.iter().position(|s| s.path.is_video()) else {
             return;
         };
-        // Feedback goes in a compound packet that starts with a report.
         let mut out = Vec::with_capacity(96);
-        let Some(media_ssrc) = self.streams[i].write_report(self.rr_ssrc, &mut out) else {
+        let jitter = self.streams[i].path.jitter();
+        if !self.rtcp.write_refresh(i, jitter, now, &mut out) {
             return;
-        };
-        rtcp::write_pli(&mut out, self.rr_ssrc, media_ssrc);
-        self.fir_seq = self.fir_seq.wrapping_add(1);
-        rtcp::write_fir(&mut out, self.rr_ssrc, media_ssrc, self.fir_seq);
-        self.send_rtcp(i, &out).await;
+        }
+        self.send_rtcp(i, &out, ctx).await;
         CameraStats::add(&ctx.stats.refresh_requests, 1);
         tracing::debug!("asked the camera for a keyframe (PLI, FIR)");
         if let (Some(onvif), None) = (&params.onvif, &self.onvif_inflight) {
@@ -940,37 +593,34 @@ impl Driver {
         }
     }
 
-    /// One RTCP packet of stream `i`: remember the sender report for LSR/DLSR.
-    fn on_rtcp(&mut self, i: usize, data: &[u8]) {
-        if let Some(stream) = self.streams.get_mut(i) {
-            if let Some(sr) = rtcp::parse_sender_report(data) {
-                stream.last_sr = Some((sr.lsr(), Instant::now()));
-            }
-        }
-    }
-
     /// Sends one RTCP receiver report per stream (RFC 3550 6.4.2).
-    async fn send_receiver_reports(&mut self) {
+    async fn send_receiver_reports(&mut self, ctx: &SessionContext<'_>, now: Instant) {
         for i in 0..self.streams.len() {
             let mut out = Vec::with_capacity(64);
-            if self.streams[i]
-                .write_report(self.rr_ssrc, &mut out)
-                .is_some()
-            {
-                self.send_rtcp(i, &out).await;
+            let jitter = self.streams[i].path.jitter();
+            if self.rtcp.write_report(i, jitter, now, &mut out).is_some() {
+                self.send_rtcp(i, &out, ctx).await;
             }
         }
-        let _ = self.flush().await;
+        if self.flush().await.is_err() {
+            // The read side sees the broken connection next.
+            CameraStats::add(&ctx.stats.rtcp_send_errors, 1);
+        }
     }
 
     /// Sends an RTCP packet for stream `i`: on its interleaved channel over
-    /// TCP (queued; the loop flushes), or to the camera's RTCP port over UDP.
-    async fn send_rtcp(&mut self, i: usize, packet: &[u8]) {
+    /// TCP (queued; the loop flushes), or to the camera's RTCP port over
+    /// UDP. A failed send is counted, not fatal (the media deadline judges
+    /// the link).
+    async fn send_rtcp(&mut self, i: usize, packet: &[u8], ctx: &SessionContext<'_>) {
         let stream = &self.streams[i];
         if let Some((_, rtcp_channel)) = stream.channels {
             self.client.send_interleaved(rtcp_channel, packet);
         } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
-            let _ = sock.send_to(packet, dest).await;
+            if let Err(e) = sock.send_to(packet, dest).await {
+                CameraStats::add(&ctx.stats.rtcp_send_errors, 1);
+                tracing::debug!(error = %e, %dest, "RTCP send failed");
+            }
         }
     }
 
@@ -1020,37 +670,10 @@ impl Driver {
     }
 }
 
-/// Arrival time in units of `clock_rate`, for RFC 3550 jitter.
-fn arrival_units(clock_rate: u32) -> u32 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = START.get_or_init(Instant::now);
-    (start.elapsed().as_secs_f64() * f64::from(clock_rate)) as u64 as u32
-}
-
 /// Waits for the ONVIF request under way, or forever when there is none.
 async fn onvif_opt(inflight: &mut Option<OnvifFuture>) -> Result<(), OnvifError> {
     match inflight {
         Some(f) => f.await,
         None => std::future::pending().await,
-    }
-}
-
-/// Resolves `host:port` to the first address.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, SessionError> {
-    let host_for_err = host.to_string();
-    let target = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    match tokio::net::lookup_host(target).await {
-        Ok(mut addrs) => addrs.next().ok_or(SessionError::Resolve {
-            host: host_for_err,
-            reason: "no address".into(),
-        }),
-        Err(e) => Err(SessionError::Resolve {
-            host: host_for_err,
-            reason: e.to_string(),
-        }),
     }
 }

@@ -43,6 +43,9 @@ pub struct CameraStats {
     pub bytes_received: AtomicU64,
     /// RTP packets received (all streams, duplicates included).
     pub rtp_packets_received: AtomicU64,
+    /// UDP datagrams (RTP or RTCP) dropped because they did not come from
+    /// the camera's address and SETUP ports.
+    pub rtp_packets_rejected: AtomicU64,
     /// RTP packets declared lost by the jitter buffer.
     pub rtp_packets_lost: AtomicU64,
     /// RTP packets that arrived out of order but in time.
@@ -95,6 +98,9 @@ pub struct CameraStats {
     pub onvif_refresh_requests: AtomicU64,
     /// ONVIF keyframe requests that failed.
     pub onvif_refresh_errors: AtomicU64,
+    /// RTCP packets (receiver reports, keyframe requests) that could not be
+    /// sent to the camera.
+    pub rtcp_send_errors: AtomicU64,
     /// Sessions started after the first (any reason).
     pub reconnects: AtomicU64,
     /// Reconnects by reason, indexed like [`RECONNECT_REASONS`].
@@ -132,6 +138,7 @@ pub struct CameraStats {
 pub struct StatsSnapshot {
     pub bytes_received: u64,
     pub rtp_packets_received: u64,
+    pub rtp_packets_rejected: u64,
     pub rtp_packets_lost: u64,
     pub rtp_packets_reordered: u64,
     pub rtp_packets_late: u64,
@@ -159,6 +166,7 @@ pub struct StatsSnapshot {
     pub refresh_requests: u64,
     pub onvif_refresh_requests: u64,
     pub onvif_refresh_errors: u64,
+    pub rtcp_send_errors: u64,
     pub reconnects: u64,
     pub reconnects_by_reason: BTreeMap<&'static str, u64>,
     pub socket_buffer_requested: u64,
@@ -271,6 +279,7 @@ impl CameraStats {
         StatsSnapshot {
             bytes_received: self.bytes_received.load(Relaxed),
             rtp_packets_received: self.rtp_packets_received.load(Relaxed),
+            rtp_packets_rejected: self.rtp_packets_rejected.load(Relaxed),
             rtp_packets_lost: self.rtp_packets_lost.load(Relaxed),
             rtp_packets_reordered: self.rtp_packets_reordered.load(Relaxed),
             rtp_packets_late: self.rtp_packets_late.load(Relaxed),
@@ -296,6 +305,7 @@ impl CameraStats {
             refresh_requests: self.refresh_requests.load(Relaxed),
             onvif_refresh_requests: self.onvif_refresh_requests.load(Relaxed),
             onvif_refresh_errors: self.onvif_refresh_errors.load(Relaxed),
+            rtcp_send_errors: self.rtcp_send_errors.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             reconnects_by_reason: by(&RECONNECT_REASONS, &self.reconnects_by_reason),
             socket_buffer_requested: self.socket_buffer_requested.load(Relaxed),

@@ -1,46 +1,62 @@
-//! The running cameras, one supervised task each: run a session, and when
-//! it ends decide what next (redirect, UDP→TCP fallback, backoff with
-//! jitter), keeping the camera's state visible. Cameras are added, removed
-//! and restarted while the gateway runs (API, hot reload); an on-demand
-//! camera is pulled only while a session wants it. Consumers (RTP egress,
-//! viewers) hang off the camera's hub, which outlives sessions, so a
-//! reconnect is invisible to them.
+//! The registry of running cameras, one supervised task each (see
+//! [`super::task`]): cameras are added, removed and restarted while the
+//! gateway runs (API, hot reload). Consumers (RTP outputs, viewers) hang
+//! off the camera's hub, which outlives sessions, so a reconnect is
+//! invisible to them. What a camera feeds and where `sim://` cameras come
+//! from are handed in by the layer above ([`OutputStarter`],
+//! [`SourceResolver`]).
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
-use super::session::{
-    run_session, Carrier, SessionContext, SessionEnd, SessionError, SessionParams,
-};
-use super::consumers::{new_consumer_id, Consumer, ConsumerKind, ConsumerRegistry};
+use super::consumers::ConsumerRegistry;
+use super::task::{run_camera, CameraTask};
 use super::{CameraState, CameraStats, CameraStatus, Hub};
-use crate::config::{CameraConfig, TransportMode};
-use crate::onvif::OnvifClient;
-use crate::redact::redact_url;
-use crate::reload::ConfigStore;
-use crate::sim::{SimOptions, SimServer};
+use crate::config::CameraConfig;
 
-/// First wait after a failure.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Playing this long resets the backoff to its minimum.
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
-/// How long UDP may stay silent after PLAY in `auto` mode before TCP.
-const AUTO_UDP_PROBE: Duration = Duration::from_secs(3);
-/// Redirects followed in a row before giving up.
-const MAX_REDIRECTS: u32 = 5;
 /// How long a stopped session may take to send TEARDOWN, and a removed
 /// camera's tasks to end, before they are abandoned.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A task that runs beside a camera's session (an RTP output), ending when
+/// the camera's token is cancelled.
+pub type CameraTaskFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Starts the outputs a camera feeds from its hub (RTP egress) when the
+/// camera starts; the layer above supplies it. They outlive sessions, so
+/// an output keeps its SSRC and sequence across reconnects.
+pub type OutputStarter = Arc<dyn Fn(&CameraHandle) -> Vec<CameraTaskFuture> + Send + Sync>;
+
+/// Where a camera is pulled from when its URL is not `rtsp://` or
+/// `rtsps://` (the layer above resolves `sim://` to a simulator).
+#[derive(Debug)]
+pub struct Source {
+    /// The `rtsp://` URL to pull.
+    pub url: Url,
+    /// Cancelled after the camera is removed (and its TEARDOWN sent): stops
+    /// what served this camera alone.
+    pub stop: Option<CancellationToken>,
+}
+
+/// Resolves camera URLs of schemes the camera layer does not pull itself.
+pub trait SourceResolver: Send + Sync {
+    /// The source of `cfg`. Long-lived tasks it starts go to `tracker` and
+    /// end with `root` (the gateway's token) or the returned `stop`.
+    fn resolve<'a>(
+        &'a self,
+        cfg: &'a CameraConfig,
+        root: &'a CancellationToken,
+        tracker: &'a TaskTracker,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Source>> + Send + 'a>>;
+}
 
 /// Everything the rest of the gateway may touch of a running camera. Cheap
 /// to clone.
@@ -74,7 +90,9 @@ pub enum SupervisorError {
     /// The camera is disabled: there is no session to restart.
     #[error("camera {0:?} is disabled")]
     Disabled(String),
-    /// The in-process simulator a `sim://` camera needs did not start.
+    /// The source of a camera whose URL is not `rtsp://`/`rtsps://` could
+    /// not be resolved (e.g. the in-process simulator of a `sim://` camera
+    /// did not start), or there is no resolver for its scheme.
     #[error("camera {id:?}: cannot start the simulator: {error}")]
     Simulator {
         /// The camera.
@@ -104,7 +122,6 @@ struct Entry {
 
 /// The running cameras. Shared (`Arc`) between the HTTP handlers, the
 /// reloader and the gateway; every method takes `&self`.
-#[derive(Debug)]
 pub struct Supervisor {
     /// Parent of every camera's token; cancelled when the gateway stops.
     root: CancellationToken,
@@ -112,12 +129,18 @@ pub struct Supervisor {
     cameras: RwLock<Vec<Entry>>,
     /// Every camera, consumer and simulator task, for [`Supervisor::join`].
     tracker: TaskTracker,
-    /// The simulator shared by `sim://` cameras without credentials,
-    /// started with the first of them.
-    open_sim: tokio::sync::Mutex<Option<SocketAddr>>,
-    /// The configuration files, when the cameras come from one (API
-    /// additions are validated against it and saved beside it).
-    store: Option<Arc<ConfigStore>>,
+    /// Starts each camera's outputs; none without.
+    outputs: Option<OutputStarter>,
+    /// Resolves URLs other than `rtsp://`/`rtsps://`; none without.
+    sources: Option<Arc<dyn SourceResolver>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("cameras", &self.read().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Supervisor {
@@ -128,20 +151,21 @@ impl Supervisor {
             root: root.clone(),
             cameras: RwLock::new(Vec::new()),
             tracker: TaskTracker::new(),
-            open_sim: tokio::sync::Mutex::new(None),
-            store: None,
+            outputs: None,
+            sources: None,
         }
     }
 
-    /// Attaches the configuration files the cameras come from.
-    pub fn with_store(mut self, store: Arc<ConfigStore>) -> Supervisor {
-        self.store = Some(store);
+    /// Starts `outputs` for every camera that starts.
+    pub fn with_outputs(mut self, outputs: OutputStarter) -> Supervisor {
+        self.outputs = Some(outputs);
         self
     }
 
-    /// The configuration files, if attached.
-    pub fn store(&self) -> Option<&Arc<ConfigStore>> {
-        self.store.as_ref()
+    /// Resolves camera URLs other than `rtsp://`/`rtsps://` with `sources`.
+    pub fn with_sources(mut self, sources: Arc<dyn SourceResolver>) -> Supervisor {
+        self.sources = Some(sources);
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Entry>> {
@@ -152,8 +176,8 @@ impl Supervisor {
         self.cameras.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a camera (its task and its `rtp_out` consumers when enabled,
-    /// and the simulator a `sim://` camera needs) after the others.
+    /// Starts a camera (its task and its outputs when enabled, and the
+    /// source a `sim://` camera needs) after the others.
     pub async fn add(&self, cfg: CameraConfig) -> Result<CameraHandle, SupervisorError> {
         self.install(cfg, None).await
     }
@@ -244,23 +268,11 @@ impl Supervisor {
         }
         if let Some(url) = url {
             let span = tracing::info_span!("camera", id = %cfg.id);
-            for out in &cfg.rtp_out {
-                let guard = consumers.register(Consumer::new(
-                    new_consumer_id(),
-                    ConsumerKind::Rtp,
-                    cfg.id.clone(),
-                    None,
-                    cancel.child_token(),
-                ));
-                let task = crate::egress::rtp::run_rtp_out(
-                    out.clone(),
-                    cfg.rtp_payload_size,
-                    hub.clone(),
-                    stats.clone(),
-                    guard,
-                );
-                self.tracker
-                    .spawn(tasks.track_future(task.instrument(span.clone())));
+            if let Some(outputs) = &self.outputs {
+                for task in outputs(&handle) {
+                    self.tracker
+                        .spawn(tasks.track_future(task.instrument(span.clone())));
+                }
             }
             let task = run_camera(CameraTask {
                 cfg: cfg.clone(),
@@ -289,53 +301,30 @@ impl Supervisor {
         Ok(handle)
     }
 
-    /// The `rtsp://` URL camera `cfg` is pulled from: its own, or for
-    /// `sim://NAME` the in-process simulator's (started now if needed;
-    /// the token stops a simulator of this camera alone).
+    /// The `rtsp://` URL camera `cfg` is pulled from: its own, or the one
+    /// the resolver gives (the token stops a source of this camera alone).
     async fn source(
         &self,
         cfg: &CameraConfig,
     ) -> Result<(Url, Option<CancellationToken>), SupervisorError> {
-        if cfg.url.scheme() != "sim" {
+        if matches!(cfg.url.scheme(), "rtsp" | "rtsps") {
             return Ok((cfg.url.clone(), None));
         }
-        let sim_error = |error| SupervisorError::Simulator {
+        let error = |error| SupervisorError::Simulator {
             id: cfg.id.clone(),
             error,
         };
-        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let (addr, token) = if cfg.credentials.is_some() {
-            // A camera with credentials gets a simulator that demands them.
-            let options = SimOptions {
-                credentials: cfg.credentials.clone(),
-                ..Default::default()
-            };
-            let server = SimServer::bind(loopback, options)
-                .await
-                .map_err(sim_error)?;
-            let addr = server.local_addr();
-            let token = self.root.child_token();
-            self.tracker.spawn(server.run(token.clone()));
-            (addr, Some(token))
-        } else {
-            let mut open = self.open_sim.lock().await;
-            let addr = match *open {
-                Some(addr) => addr,
-                None => {
-                    let server = SimServer::bind(loopback, SimOptions::default())
-                        .await
-                        .map_err(sim_error)?;
-                    let addr = server.local_addr();
-                    self.tracker.spawn(server.run(self.root.clone()));
-                    *open = Some(addr);
-                    addr
-                }
-            };
-            (addr, None)
+        let Some(sources) = &self.sources else {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("no source for {}:// URLs here", cfg.url.scheme()),
+            )));
         };
-        let url = sim_url(cfg, addr)
-            .map_err(|e| sim_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
-        Ok((url, token))
+        let source = sources
+            .resolve(cfg, &self.root, &self.tracker)
+            .await
+            .map_err(error)?;
+        Ok((source.url, source.stop))
     }
 
     /// Stops and forgets a camera: its session ends with TEARDOWN, its RTP
@@ -409,406 +398,5 @@ impl Supervisor {
     pub async fn join(&self) {
         self.tracker.close();
         self.tracker.wait().await;
-    }
-}
-
-/// The simulator URL of a `sim://NAME` camera served at `addr`.
-fn sim_url(cfg: &CameraConfig, addr: SocketAddr) -> Result<Url, String> {
-    let name = cfg.url.host_str().unwrap_or("sim");
-    // `[camera.faults]` goes to the simulator as URL query keys, after any
-    // written in the URL itself (so the table wins).
-    let mut keys: Vec<String> = cfg.url.query().map(str::to_string).into_iter().collect();
-    if let Some(faults) = &cfg.faults {
-        keys.push(faults.to_query());
-    }
-    keys.retain(|k| !k.is_empty());
-    let query = if keys.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", keys.join("&"))
-    };
-    Url::parse(&format!("rtsp://{addr}/{name}{query}")).map_err(|e| e.to_string())
-}
-
-/// What a camera task owns.
-struct CameraTask {
-    cfg: Arc<CameraConfig>,
-    /// Where to pull from (the simulator's URL for `sim://`).
-    url: Url,
-    hub: Arc<Hub>,
-    stats: Arc<CameraStats>,
-    status: watch::Sender<CameraStatus>,
-    /// Watched for demand (on-demand cameras).
-    consumers: Arc<ConsumerRegistry>,
-    /// Restart requests.
-    restart: Arc<Notify>,
-    /// The camera's token.
-    cancel: CancellationToken,
-}
-
-/// Why a session (or the wait before the next) is cut short.
-enum Interruption {
-    /// The camera is removed or the gateway stops.
-    Stop,
-    /// A restart was asked for.
-    Restart,
-    /// An on-demand camera nobody watched for `idle_timeout`.
-    Idle,
-}
-
-/// Whether anyone wants an on-demand camera: its session count, and since
-/// when it has been zero.
-struct Demand {
-    /// Session count; `None` for a camera that is always pulled.
-    count: Option<watch::Receiver<usize>>,
-    idle_timeout: Duration,
-    /// When the count last dropped to zero; kept across sessions and
-    /// backoff waits so the idle timeout runs from the last departure.
-    zero_since: Option<Instant>,
-}
-
-impl Demand {
-    fn new(cfg: &CameraConfig, consumers: &ConsumerRegistry) -> Demand {
-        Demand {
-            count: cfg.on_demand.then(|| consumers.watch_count()),
-            idle_timeout: cfg.idle_timeout,
-            zero_since: None,
-        }
-    }
-
-    /// Resolves once at least one session wants the camera (at once for a
-    /// camera that is always pulled).
-    async fn wanted(&mut self) {
-        let Some(count) = &mut self.count else {
-            return;
-        };
-        loop {
-            if *count.borrow_and_update() > 0 {
-                self.zero_since = None;
-                return;
-            }
-            if count.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    }
-
-    /// Resolves once no session has wanted the camera for `idle_timeout`
-    /// (never for a camera that is always pulled). Cancel-safe.
-    async fn lost(&mut self) {
-        let Some(count) = &mut self.count else {
-            return std::future::pending().await;
-        };
-        loop {
-            let changed = if *count.borrow_and_update() > 0 {
-                self.zero_since = None;
-                count.changed().await
-            } else {
-                let since = *self.zero_since.get_or_insert_with(Instant::now);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(since + self.idle_timeout) => return,
-                    changed = count.changed() => changed,
-                }
-            };
-            if changed.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    }
-}
-
-/// The first of: the camera stops, a restart is asked for, nobody wants an
-/// on-demand camera any more.
-async fn interruption(
-    cancel: &CancellationToken,
-    restart: &Notify,
-    demand: &mut Demand,
-) -> Interruption {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Interruption::Stop,
-        _ = restart.notified() => Interruption::Restart,
-        _ = demand.lost() => Interruption::Idle,
-    }
-}
-
-/// A camera's whole life: sessions until cancelled (for an on-demand
-/// camera, while it is wanted, idle in between).
-async fn run_camera(task: CameraTask) {
-    let CameraTask {
-        cfg,
-        url: configured,
-        hub,
-        stats,
-        status,
-        consumers,
-        restart,
-        cancel,
-    } = task;
-    // Shared by the camera's sessions so ONVIF discovery is done once.
-    let onvif = cfg.onvif_url.clone().map(|u| {
-        Arc::new(tokio::sync::Mutex::new(OnvifClient::new(
-            u,
-            cfg.credentials.clone(),
-        )))
-    });
-    let mut demand = Demand::new(&cfg, &consumers);
-    let mut generation = 0u64;
-    'camera: loop {
-        if cfg.on_demand {
-            set_state(&status, CameraState::Idle, None);
-            tracing::info!("idle until a viewer or consumer wants the camera");
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break 'camera,
-                // Idle is already a fresh start.
-                _ = restart.notified() => continue 'camera,
-                _ = demand.wanted() => {}
-            }
-            tracing::info!("wanted: pulling the camera");
-        }
-        let mut url = configured.clone();
-        // In auto mode: whether UDP failed for this camera (remembered
-        // until the gateway restarts, the camera is restarted or goes idle).
-        let mut udp_failed = false;
-        let mut backoff = BACKOFF_MIN;
-        let mut redirects = 0;
-        loop {
-            let carrier = match cfg.transport {
-                TransportMode::Tcp => Carrier::Tcp,
-                TransportMode::Udp => Carrier::Udp,
-                TransportMode::Auto if udp_failed => Carrier::Tcp,
-                TransportMode::Auto => Carrier::Udp,
-            };
-            let mut params = SessionParams::new(url.clone(), cfg.credentials.clone(), carrier);
-            params.network_cache = cfg
-                .network_cache_ms
-                .map(|ms| Duration::from_millis(u64::from(ms)));
-            params.socket_buffer_bytes = cfg.socket_buffer_bytes;
-            params.on_damage = cfg.on_damage;
-            params.refresh_timeout = cfg.refresh_timeout;
-            params.onvif = onvif.clone();
-            params.tls_verify = cfg.tls_verify;
-            if cfg.transport == TransportMode::Auto && carrier == Carrier::Udp {
-                params.udp_probe = Some(AUTO_UDP_PROBE);
-            }
-            status.send_modify(|s| {
-                if s.state != CameraState::Connecting {
-                    s.state = CameraState::Connecting;
-                    s.since = SystemTime::now();
-                }
-            });
-            generation += 1;
-            tracing::info!(url = %redact_url(url.as_str()), transport = carrier.as_str(), "connecting");
-            // The session's own token, so a restart or going idle ends this
-            // session without stopping the camera.
-            let attempt = cancel.child_token();
-            let ctx = SessionContext {
-                hub: &hub,
-                stats: &stats,
-                status: &status,
-                generation,
-                cancel: &attempt,
-            };
-            let session = run_session(&params, ctx);
-            tokio::pin!(session);
-            let ended = tokio::select! {
-                outcome = &mut session => Ok(outcome),
-                why = interruption(&cancel, &restart, &mut demand) => Err(why),
-            };
-            let outcome = match ended {
-                Ok(outcome) => outcome,
-                Err(why) => {
-                    attempt.cancel();
-                    // A playing session sends TEARDOWN at once; one still
-                    // connecting is abandoned after the grace.
-                    let _ = tokio::time::timeout(STOP_GRACE, &mut session).await;
-                    hub.clear_gop();
-                    match why {
-                        Interruption::Stop => break 'camera,
-                        Interruption::Idle => {
-                            tracing::info!(
-                                idle_timeout_s = cfg.idle_timeout.as_secs_f64(),
-                                "nobody watches: session stopped"
-                            );
-                            continue 'camera;
-                        }
-                        Interruption::Restart => {
-                            stats.add_reconnect("restart");
-                            tracing::info!("restart requested");
-                            udp_failed = false;
-                            backoff = BACKOFF_MIN;
-                            redirects = 0;
-                            url = configured.clone();
-                            continue;
-                        }
-                    }
-                }
-            };
-            // The next session's viewers must not start from this one's GOP.
-            hub.clear_gop();
-            if outcome.played >= BACKOFF_RESET_AFTER {
-                backoff = BACKOFF_MIN;
-            }
-            match outcome.end {
-                SessionEnd::Stopped => break 'camera,
-                SessionEnd::Redirect(to) => {
-                    redirects += 1;
-                    stats.add_reconnect("redirect");
-                    if redirects <= MAX_REDIRECTS {
-                        tracing::info!(to = %redact_url(to.as_str()), "redirected");
-                        url = to;
-                        continue;
-                    }
-                    let msg = format!("more than {MAX_REDIRECTS} redirects in a row");
-                    set_state(&status, CameraState::Backoff, Some(msg));
-                    url = configured.clone();
-                    redirects = 0;
-                }
-                SessionEnd::Failed(SessionError::NoUdpMedia(secs))
-                    if cfg.transport == TransportMode::Auto =>
-                {
-                    stats.add_reconnect("no_udp_media");
-                    tracing::warn!(
-                        "no media over UDP within {secs} s: switching this camera to TCP"
-                    );
-                    udp_failed = true;
-                    continue;
-                }
-                SessionEnd::Failed(SessionError::RefreshTimeout(waited)) => {
-                    // The last resort: a new session starts with a keyframe.
-                    // The wait before it already bounds the rate.
-                    stats.add_reconnect("refresh_timeout");
-                    tracing::warn!(
-                        "no clean keyframe {waited:.1} s after damage: restarting the session"
-                    );
-                    continue;
-                }
-                SessionEnd::Failed(e) => {
-                    stats.add_reconnect(e.reason());
-                    let msg = redact_url(&e.to_string());
-                    tracing::warn!(reason = e.reason(), error = %msg, retry_in_ms = backoff.as_millis() as u64, "session ended");
-                    set_state(&status, e.state(), Some(msg));
-                    redirects = 0;
-                    url = configured.clone();
-                }
-            }
-            let wait = jitter(backoff);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                why = interruption(&cancel, &restart, &mut demand) => match why {
-                    Interruption::Stop => break 'camera,
-                    Interruption::Idle => continue 'camera,
-                    Interruption::Restart => {
-                        tracing::info!("restart requested");
-                        udp_failed = false;
-                        backoff = BACKOFF_MIN;
-                        redirects = 0;
-                        url = configured.clone();
-                    }
-                },
-            }
-        }
-    }
-    set_state(&status, CameraState::Stopped, None);
-}
-
-fn set_state(status: &watch::Sender<CameraStatus>, state: CameraState, error: Option<String>) {
-    status.send_modify(|s| {
-        if s.state != state {
-            s.state = state;
-            s.since = SystemTime::now();
-        }
-        if error.is_some() {
-            s.last_error = error;
-        }
-    });
-}
-
-/// `base` ±20 %, so cameras that failed together do not retry together.
-fn jitter(base: Duration) -> Duration {
-    let factor = 0.8 + rand::random::<f64>() * 0.4;
-    base.mul_f64(factor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        for _ in 0..1000 {
-            let j = jitter(Duration::from_secs(10));
-            assert!(
-                j >= Duration::from_secs(8) && j <= Duration::from_secs(12),
-                "{j:?}"
-            );
-        }
-    }
-
-    fn on_demand_config(idle_timeout: Duration) -> CameraConfig {
-        let mut cfg = crate::config::Config::parse(
-            "[[camera]]\nid = \"od\"\nurl = \"rtsp://127.0.0.1:9/x\"\non_demand = true\n",
-            "test.toml",
-        )
-        .expect("valid")
-        .cameras
-        .remove(0);
-        cfg.idle_timeout = idle_timeout;
-        cfg
-    }
-
-    fn viewer() -> Consumer {
-        Consumer::new(
-            new_consumer_id(),
-            ConsumerKind::Viewer,
-            "od".into(),
-            None,
-            CancellationToken::new(),
-        )
-    }
-
-    /// Whether `f` is still pending after `wait`.
-    async fn pending_for<F: std::future::Future>(wait: Duration, f: F) -> bool {
-        tokio::time::timeout(wait, f).await.is_err()
-    }
-
-    #[tokio::test]
-    async fn demand_waits_for_a_session_and_times_out_after_the_last() {
-        let idle = Duration::from_millis(300);
-        let reg = Arc::new(ConsumerRegistry::default());
-        let mut demand = Demand::new(&on_demand_config(idle), &reg);
-        // Nobody: not wanted.
-        assert!(pending_for(Duration::from_millis(200), demand.wanted()).await);
-        let guard = reg.register(viewer());
-        tokio::time::timeout(Duration::from_secs(5), demand.wanted())
-            .await
-            .expect("wanted once a session registered");
-        // Watched: never lost.
-        assert!(pending_for(Duration::from_millis(600), demand.lost()).await);
-        drop(guard);
-        let left = Instant::now();
-        // An interrupted wait keeps the time of the departure.
-        assert!(pending_for(Duration::from_millis(100), demand.lost()).await);
-        demand.lost().await;
-        assert!(left.elapsed() >= idle, "{:?}", left.elapsed());
-        // A session that comes back within the timeout resets it.
-        let guard = reg.register(viewer());
-        assert!(pending_for(Duration::from_millis(600), demand.lost()).await);
-        drop(guard);
-        let left = Instant::now();
-        demand.lost().await;
-        assert!(left.elapsed() >= idle, "{:?}", left.elapsed());
-    }
-
-    #[tokio::test]
-    async fn always_pulled_camera_is_always_wanted() {
-        let reg = Arc::new(ConsumerRegistry::default());
-        let mut cfg = on_demand_config(Duration::from_millis(100));
-        cfg.on_demand = false;
-        let mut demand = Demand::new(&cfg, &reg);
-        demand.wanted().await;
-        assert!(pending_for(Duration::from_millis(500), demand.lost()).await);
     }
 }

@@ -34,21 +34,22 @@ pub(super) async fn bind_udp_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocke
     Err(last_err)
 }
 
-/// Forwards datagrams from one socket to the session loop. Drops when the
-/// loop is behind rather than queueing without bound.
+/// Forwards datagrams from one socket to the session loop with their
+/// source (the loop takes only the camera's). Drops when the loop is
+/// behind rather than queueing without bound.
 pub(super) async fn udp_reader(
     socket: Arc<UdpSocket>,
     role: UdpRole,
-    tx: mpsc::Sender<(UdpRole, Bytes)>,
+    tx: mpsc::Sender<(UdpRole, SocketAddr, Bytes)>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         // Room for any datagram a camera sends (jumbo frames included).
         buf.reserve(16 * 1024);
-        match socket.recv_buf(&mut buf).await {
-            Ok(_) => {
+        match socket.recv_buf_from(&mut buf).await {
+            Ok((_, from)) => {
                 let data = buf.split().freeze();
-                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((role, data)) {
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send((role, from, data)) {
                     return;
                 }
             }

@@ -56,8 +56,8 @@ struct CameraView {
 
 fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
     let api = st
-        .supervisor
-        .store()
+        .store
+        .as_ref()
         .is_some_and(|s| s.is_api_camera(&cam.config.id));
     CameraView {
         id: cam.config.id.clone(),
@@ -80,9 +80,8 @@ fn no_camera(id: &str) -> Response {
 /// The store API changes go through; a supervisor without configuration
 /// files (tests) validates against an empty one and saves nothing.
 fn store(st: &AppState) -> Arc<ConfigStore> {
-    st.supervisor
-        .store()
-        .cloned()
+    st.store
+        .clone()
         .unwrap_or_else(|| Arc::new(ConfigStore::in_memory()))
 }
 

@@ -52,6 +52,9 @@ pub struct AppState {
     /// The cameras' recent health samples (`crate::health::sample` fills
     /// it; the health routes read it).
     pub health: Arc<crate::health::HealthBook>,
+    /// The configuration files, when the cameras come from one (API
+    /// additions are validated against it and saved beside it).
+    pub store: Option<Arc<crate::reload::ConfigStore>>,
 }
 
 impl AppState {
@@ -64,7 +67,14 @@ impl AppState {
             listener: Arc::new(setup),
             webrtc: None,
             health: Arc::default(),
+            store: None,
         }
+    }
+
+    /// With the configuration files the cameras come from.
+    pub fn with_store(mut self, store: Arc<crate::reload::ConfigStore>) -> AppState {
+        self.store = Some(store);
+        self
     }
 
     /// With WebRTC viewers.

@@ -3,6 +3,7 @@
 
 pub mod jitter;
 pub mod packet;
+pub mod receiver;
 pub mod rtcp;
 
 pub use packet::{RtpError, RtpPacket};

@@ -45,9 +45,11 @@ pub enum RtcpError {
     ShortSenderReport(usize),
 }
 
-/// Receiver-side statistics of one RTP stream, as RFC 3550 appendix A.1,
-/// A.3 and A.8 compute them. Fed with each packet's sequence number, RTP
-/// timestamp and arrival time in clock-rate units.
+/// Receiver-side loss statistics of one RTP stream, as RFC 3550 appendix
+/// A.1 and A.3 compute them, fed with each packet's sequence number. The
+/// interarrival jitter (A.8) is not estimated here: the stream's jitter
+/// buffer ([`crate::rtp::jitter`]) estimates it once, and reports take
+/// their figure from there.
 ///
 /// Call [`ReceiverStats::on_packet`] once per received packet in arrival order
 /// (before any reordering), then [`ReceiverStats::report_block`] each time a
@@ -70,10 +72,6 @@ pub struct ReceiverStats {
     expected_prior: u64,
     /// `received` at the last report, for the fraction lost.
     received_prior: u64,
-    /// Relative transit time of the previous packet (A.8).
-    transit: u32,
-    /// Interarrival jitter scaled by 16 (A.8 integer form).
-    jitter_q4: u32,
 }
 
 impl ReceiverStats {
@@ -92,17 +90,14 @@ impl ReceiverStats {
         self.expected_prior = 0;
     }
 
-    /// Accounts for one received packet: `sequence` and `rtp_timestamp` from
-    /// its header, `arrival` its arrival time converted to the stream's
-    /// clock rate (any origin, wrapping). Returns false when the packet was
-    /// not counted: a jump of more than 3000 sequence numbers that is not
-    /// (yet) confirmed by the next packet (RFC 3550 A.1).
-    pub fn on_packet(&mut self, sequence: u16, rtp_timestamp: u32, arrival: u32) -> bool {
-        let transit = arrival.wrapping_sub(rtp_timestamp);
+    /// Accounts for one received packet with `sequence` in its header.
+    /// Returns false when the packet was not counted: a jump of more than
+    /// 3000 sequence numbers that is not (yet) confirmed by the next packet
+    /// (RFC 3550 A.1).
+    pub fn on_packet(&mut self, sequence: u16) -> bool {
         if !self.initialized {
             self.initialized = true;
             self.init_seq(sequence);
-            self.transit = transit;
             self.received = 1;
             return true;
         }
@@ -124,14 +119,6 @@ impl ReceiverStats {
         }
         // else: a duplicate or a late packet, counted as received.
         self.received += 1;
-
-        // A.8: J += (|D| - J) / 16, in the scaled integer form.
-        let d = (transit.wrapping_sub(self.transit) as i32).unsigned_abs();
-        self.transit = transit;
-        self.jitter_q4 = self
-            .jitter_q4
-            .wrapping_add(d)
-            .wrapping_sub((self.jitter_q4.wrapping_add(8)) >> 4);
         true
     }
 
@@ -159,19 +146,16 @@ impl ReceiverStats {
         self.expected() as i64 - self.received as i64
     }
 
-    /// Interarrival jitter in clock-rate units (A.8).
-    pub fn jitter(&self) -> u32 {
-        self.jitter_q4 >> 4
-    }
-
     /// Takes a snapshot for one report block about `source_ssrc` and starts
-    /// a new "since last report" interval for the fraction lost.
-    /// `last_sr` is [`SenderReport::lsr`] of the last SR received from the
+    /// a new "since last report" interval for the fraction lost. `jitter` is
+    /// the stream's interarrival jitter in clock-rate units (RFC 3550 A.8,
+    /// from its jitter buffer). `last_sr` is [`SenderReport::lsr`] of the last SR received from the
     /// source (0 if none); `delay_since_last_sr` is in 1/65536 s (see
     /// [`dlsr`]).
     pub fn report_block(
         &mut self,
         source_ssrc: u32,
+        jitter: u32,
         last_sr: u32,
         delay_since_last_sr: u32,
     ) -> ReportBlock {
@@ -194,7 +178,7 @@ impl ReceiverStats {
             fraction_lost,
             cumulative_lost: self.cumulative_lost().clamp(-0x80_0000, 0x7f_ffff) as i32,
             extended_highest_sequence: self.extended_highest_sequence(),
-            jitter: self.jitter(),
+            jitter,
             last_sr,
             delay_since_last_sr,
         }
@@ -481,13 +465,12 @@ mod tests {
         let mut s = ReceiverStats::new();
         for i in 0..10u16 {
             let seq = 65530u16.wrapping_add(i);
-            assert!(s.on_packet(seq, u32::from(i) * 3000, u32::from(i) * 3000));
+            assert!(s.on_packet(seq));
         }
         assert_eq!(s.extended_highest_sequence(), 65536 + 3);
         assert_eq!(s.expected(), 10);
         assert_eq!(s.cumulative_lost(), 0);
-        assert_eq!(s.jitter(), 0);
-        let b = s.report_block(7, 0, 0);
+        let b = s.report_block(7, 0, 0, 0);
         assert_eq!((b.fraction_lost, b.cumulative_lost), (0, 0));
     }
 
@@ -495,24 +478,24 @@ mod tests {
     fn stats_loss_and_fraction() {
         let mut s = ReceiverStats::new();
         for seq in [10u16, 11, 12, 15, 16, 17, 18, 19] {
-            s.on_packet(seq, 0, 0);
+            s.on_packet(seq);
         }
         // expected 10 (10..=19), received 8.
         assert_eq!(s.cumulative_lost(), 2);
-        let b = s.report_block(1, 0, 0);
+        let b = s.report_block(1, 0, 0, 0);
         assert_eq!(b.fraction_lost, (2 * 256 / 10) as u8);
         assert_eq!(b.extended_highest_sequence, 19);
         // Next interval: 20..=23 with 21 lost: 1 of 4.
         for seq in [20u16, 22, 23] {
-            s.on_packet(seq, 0, 0);
+            s.on_packet(seq);
         }
-        let b = s.report_block(1, 0, 0);
+        let b = s.report_block(1, 0, 0, 0);
         assert_eq!(b.fraction_lost, 64);
         assert_eq!(b.cumulative_lost, 3);
         // Duplicates: negative loss in the interval reports 0.
-        s.on_packet(23, 0, 0);
-        s.on_packet(23, 0, 0);
-        let b = s.report_block(1, 0, 0);
+        s.on_packet(23);
+        s.on_packet(23);
+        let b = s.report_block(1, 0, 0, 0);
         assert_eq!(b.fraction_lost, 0);
         assert_eq!(b.cumulative_lost, 1);
     }
@@ -520,38 +503,13 @@ mod tests {
     #[test]
     fn stats_restart_after_big_jump() {
         let mut s = ReceiverStats::new();
-        s.on_packet(100, 0, 0);
-        s.on_packet(101, 0, 0);
-        assert!(!s.on_packet(40000, 0, 0));
-        assert!(s.on_packet(40001, 0, 0));
+        s.on_packet(100);
+        s.on_packet(101);
+        assert!(!s.on_packet(40000));
+        assert!(s.on_packet(40001));
         assert_eq!(s.extended_highest_sequence(), 40001);
         assert_eq!(s.expected(), 1);
         assert_eq!(s.received(), 1);
-    }
-
-    #[test]
-    fn stats_jitter() {
-        // Packets every 3000 ticks, arriving alternately 0 and 160 ticks late.
-        let mut s = ReceiverStats::new();
-        let mut j = 0f64;
-        let mut prev_transit = 0i64;
-        for i in 0..200u32 {
-            let ts = i * 3000;
-            let late = if i % 2 == 1 { 160 } else { 0 };
-            s.on_packet(i as u16, ts, ts + late + 1000);
-            let transit = i64::from(late) + 1000;
-            if i > 0 {
-                j += ((transit - prev_transit).abs() as f64 - j) / 16.0;
-            }
-            prev_transit = transit;
-        }
-        assert!(
-            (f64::from(s.jitter()) - j).abs() <= 1.0,
-            "{} vs {}",
-            s.jitter(),
-            j
-        );
-        assert!(s.jitter() > 140);
     }
 
     #[test]
