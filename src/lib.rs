@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod camera;
 pub mod codec_info;
 pub mod config;

@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("onvif", 3),
     // One task per camera: session driver, supervisor, hub, consumers.
     ("camera", 4),
+    // Who may do what: the policy every listener enforces.
+    ("access", 4),
     // What hangs off cameras: egress, the simulator, health, metrics, probe.
     ("egress", 5),
     ("sim", 5),

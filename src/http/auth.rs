@@ -1,96 +1,20 @@
-//! Access control for the HTTP listener: bearer tokens (RFC 6750) and users
-//! with Argon2 password hashes over HTTP Basic (RFC 7617), three roles
-//! (viewer, admin, metrics), per-camera viewer permissions, and a lockout
-//! of addresses that keep failing to authenticate.
+//! Access control for the HTTP listener: the [`crate::access`] policy over
+//! `Authorization: Bearer` (RFC 6750) and `Basic` (RFC 7617) headers, with
+//! its refusals as HTTP answers (401 with a challenge, 403, 429, 503).
 //!
 //! Handlers call [`authorize`] with what they need; the router's middleware
 //! (`super::access`) already does so by method and path for every route and
 //! leaves the [`Principal`] in the request's extensions.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 
 use super::{error, AppState};
-use crate::config::{AuthConfig, Role};
-use crate::password::{verify_password, DUMMY_HASH};
-
-/// What a request wants to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Need<'a> {
-    /// List cameras, read their status, open the dashboard: viewer or admin.
-    List,
-    /// Watch this camera (WHEP, SDP file, its page): a viewer allowed that
-    /// camera, or admin.
-    Watch(&'a str),
-    /// Change things (add, remove, restart cameras, end sessions): admin.
-    Admin,
-    /// Read `/metrics`: role metrics or admin, or anyone with
-    /// `[auth] public_metrics`.
-    Metrics,
-}
-
-/// Who made a request, once authenticated.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    /// The token's or user's name, for logs (`anonymous` when the listener
-    /// has no credentials configured).
-    pub name: Arc<str>,
-    /// What it may do.
-    pub role: Role,
-    /// The cameras a viewer may watch; `None`: all.
-    cameras: Option<Arc<[String]>>,
-}
-
-impl Principal {
-    /// Everyone, when no credentials are configured: the listener is open
-    /// (on loopback, or with `allow_unauthenticated`).
-    fn open() -> Principal {
-        Principal {
-            name: Arc::from("anonymous"),
-            role: Role::Admin,
-            cameras: None,
-        }
-    }
-
-    /// Anyone reading `/metrics` with `public_metrics`.
-    fn public_metrics() -> Principal {
-        Principal {
-            name: Arc::from("anonymous"),
-            role: Role::Metrics,
-            cameras: None,
-        }
-    }
-
-    /// Whether it may watch camera `id` (and see it in lists).
-    pub fn may_watch(&self, id: &str) -> bool {
-        match self.role {
-            Role::Admin => true,
-            Role::Viewer => self
-                .cameras
-                .as_ref()
-                .is_none_or(|c| c.iter().any(|c| c == id)),
-            Role::Metrics => false,
-        }
-    }
-
-    /// Whether it may do `need`.
-    pub fn allows(&self, need: Need<'_>) -> bool {
-        match need {
-            Need::List => matches!(self.role, Role::Viewer | Role::Admin),
-            Need::Watch(id) => self.may_watch(id),
-            Need::Admin => self.role == Role::Admin,
-            Need::Metrics => matches!(self.role, Role::Metrics | Role::Admin),
-        }
-    }
-}
+pub use crate::access::{address_key, Auth, Denied, Need, Presented, Principal};
 
 /// Checks a request's credentials against what it needs. `Err` is the
 /// response to send: 401 (no or wrong credentials, with a
@@ -103,202 +27,37 @@ pub async fn authorize(
     peer: IpAddr,
     need: Need<'_>,
 ) -> Result<Principal, Response> {
-    state.auth.authorize(headers, peer, need).await
+    check(&state.auth, headers, peer, need).await
 }
 
-/// The access policy and the state that enforces it.
-pub struct Auth {
-    /// The credentials, replaced whole on reload.
-    policy: RwLock<Arc<Policy>>,
-    /// Recent failures per address.
-    failures: Mutex<Failures>,
-    /// Basic credentials that passed the Argon2 check recently, so that a
-    /// browser (which sends them with every request) pays for it once.
-    verified: Mutex<HashMap<[u8; 32], Instant>>,
-    /// Random key of the `verified` digests: the table never holds
-    /// anything from which a password could be recovered offline.
-    cache_key: [u8; 32],
-    /// Argon2 checks running at once; each takes tens of ms of CPU and
-    /// about 19 MiB of memory.
-    hashing: Arc<Semaphore>,
-}
-
-/// The credentials in force.
-struct Policy {
-    /// Whether requests must authenticate at all.
-    enabled: bool,
-    /// `/metrics` without credentials.
-    public_metrics: bool,
-    /// Failures within [`FAILURE_WINDOW`] before a lockout.
-    max_failures: u32,
-    /// How long a lockout lasts.
-    lockout: Duration,
-    /// SHA-256 of each token (compared in constant time) and who it is.
-    tokens: Vec<([u8; 32], Principal)>,
-    /// By user name: the PHC string and who it is.
-    users: HashMap<String, (String, Principal)>,
-}
-
-impl Policy {
-    fn new(config: &AuthConfig) -> Policy {
-        let cameras = |c: &Option<Vec<String>>| c.as_ref().map(|c| Arc::from(c.as_slice()));
-        Policy {
-            enabled: config.enabled(),
-            public_metrics: config.public_metrics,
-            max_failures: config.max_failures,
-            lockout: config.lockout,
-            tokens: config
-                .tokens
-                .iter()
-                .map(|t| {
-                    let principal = Principal {
-                        name: Arc::from(t.name.as_str()),
-                        role: t.role,
-                        cameras: cameras(&t.cameras),
-                    };
-                    (
-                        Sha256::digest(t.token.expose().as_bytes()).into(),
-                        principal,
-                    )
-                })
-                .collect(),
-            users: config
-                .users
-                .iter()
-                .map(|u| {
-                    let principal = Principal {
-                        name: Arc::from(u.name.as_str()),
-                        role: u.role,
-                        cameras: cameras(&u.cameras),
-                    };
-                    (u.name.clone(), (u.password_hash.clone(), principal))
-                })
-                .collect(),
-        }
-    }
-
-    /// The token's owner. Every configured token is compared, each in
-    /// constant time, so the time taken does not tell how close a guess is.
-    fn token(&self, token: &str) -> Option<Principal> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (known, principal) in &self.tokens {
-            if constant_time_eq(known, &digest) {
-                found = Some(principal.clone());
+/// [`authorize`] against `auth` itself.
+async fn check(
+    auth: &Auth,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    need: Need<'_>,
+) -> Result<Principal, Response> {
+    auth.authorize(credentials(headers), peer, need)
+        .await
+        .map_err(|denied| match denied {
+            Denied::Unauthorized(why) => unauthorized(why),
+            Denied::Forbidden(why) => error(StatusCode::FORBIDDEN, why),
+            Denied::LockedOut(wait) => locked_out(wait),
+            Denied::Busy => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many password checks under way; try again",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
             }
-        }
-        found
-    }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Failures are counted over this window.
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses tracked at most; beyond, the stalest entry is forgotten.
-const MAX_TRACKED: usize = 4096;
-/// Verified Basic credentials kept at most.
-const MAX_VERIFIED: usize = 1024;
-/// How long a verified Basic credential is trusted without a new check.
-const VERIFIED_TTL: Duration = Duration::from_secs(300);
-/// Argon2 checks running at once.
-const MAX_HASHING: usize = 2;
-
-/// Failed authentications per address (IPv6: per /64, what one host
-/// usually gets).
-#[derive(Default)]
-struct Failures {
-    entries: HashMap<IpAddr, FailureEntry>,
-}
-
-#[derive(Clone, Copy)]
-struct FailureEntry {
-    /// Start of the current counting window.
-    window_start: Instant,
-    /// Failures in the window.
-    count: u32,
-    /// Locked out until then.
-    locked_until: Option<Instant>,
-}
-
-/// The address failures and connections are counted under: IPv4 as is,
-/// IPv6 by /64 (what one host usually gets).
-pub(super) fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(prefix.into())
-            }
-        },
-    }
-}
-
-impl Failures {
-    /// How long `ip` stays locked out, if it is.
-    fn locked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let until = self.entries.get(&address_key(ip))?.locked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// Counts a failure; returns the lockout it caused, if any.
-    fn fail(&mut self, ip: IpAddr, now: Instant, policy: &Policy) -> Option<Duration> {
-        let key = address_key(ip);
-        if !self.entries.contains_key(&key) && self.entries.len() >= MAX_TRACKED {
-            self.make_room(now);
-        }
-        let entry = self.entries.entry(key).or_insert(FailureEntry {
-            window_start: now,
-            count: 0,
-            locked_until: None,
-        });
-        if now.duration_since(entry.window_start) > FAILURE_WINDOW {
-            entry.window_start = now;
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        if entry.count >= policy.max_failures && entry.locked_until.is_none_or(|t| t <= now) {
-            entry.locked_until = Some(now + policy.lockout);
-            entry.window_start = now;
-            entry.count = 0;
-            return Some(policy.lockout);
-        }
-        None
-    }
-
-    /// Forgets entries that no longer matter; when every entry still does,
-    /// the one with the oldest window.
-    fn make_room(&mut self, now: Instant) {
-        self.entries.retain(|_, e| {
-            e.locked_until.is_some_and(|t| t > now)
-                || now.duration_since(e.window_start) <= FAILURE_WINDOW
-        });
-        if self.entries.len() >= MAX_TRACKED {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.locked_until.unwrap_or(e.window_start))
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                self.entries.remove(&k);
-            }
-        }
-    }
-}
-
-/// Credentials as sent.
-enum Credentials {
-    Bearer(String),
-    Basic { user: String, password: String },
+        })
 }
 
 /// The `Authorization` header's credentials: `None` when absent, `Err`
 /// when present but unusable.
-fn credentials(headers: &HeaderMap) -> Option<Result<Credentials, &'static str>> {
+fn credentials(headers: &HeaderMap) -> Option<Result<Presented, &'static str>> {
     let value = headers.get(header::AUTHORIZATION)?;
     let Ok(value) = value.to_str() else {
         return Some(Err("the Authorization header is not ASCII"));
@@ -306,7 +65,7 @@ fn credentials(headers: &HeaderMap) -> Option<Result<Credentials, &'static str>>
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     Some(if scheme.eq_ignore_ascii_case("bearer") {
-        Ok(Credentials::Bearer(rest.to_owned()))
+        Ok(Presented::Bearer(rest.to_owned()))
     } else if scheme.eq_ignore_ascii_case("basic") {
         base64::engine::general_purpose::STANDARD
             .decode(rest)
@@ -314,7 +73,7 @@ fn credentials(headers: &HeaderMap) -> Option<Result<Credentials, &'static str>>
             .and_then(|raw| String::from_utf8(raw).ok())
             .and_then(|text| {
                 let (user, password) = text.split_once(':')?;
-                Some(Credentials::Basic {
+                Some(Presented::Basic {
                     user: user.to_owned(),
                     password: password.to_owned(),
                 })
@@ -325,169 +84,6 @@ fn credentials(headers: &HeaderMap) -> Option<Result<Credentials, &'static str>>
     })
 }
 
-impl Auth {
-    /// The policy of `config`, with no failure recorded.
-    pub fn new(config: &AuthConfig) -> Auth {
-        Auth {
-            policy: RwLock::new(Arc::new(Policy::new(config))),
-            failures: Mutex::new(Failures::default()),
-            verified: Mutex::new(HashMap::new()),
-            cache_key: rand::random(),
-            hashing: Arc::new(Semaphore::new(MAX_HASHING)),
-        }
-    }
-
-    /// Replaces the credentials (configuration reload). Lockouts stay;
-    /// verified passwords are forgotten.
-    pub fn set_config(&self, config: &AuthConfig) {
-        let policy = Arc::new(Policy::new(config));
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
-        self.verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    /// Whether requests must authenticate.
-    pub fn enabled(&self) -> bool {
-        self.policy().enabled
-    }
-
-    fn policy(&self) -> Arc<Policy> {
-        self.policy
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// See [`authorize`].
-    pub async fn authorize(
-        &self,
-        headers: &HeaderMap,
-        peer: IpAddr,
-        need: Need<'_>,
-    ) -> Result<Principal, Response> {
-        let policy = self.policy();
-        if !policy.enabled {
-            return Ok(Principal::open());
-        }
-        if need == Need::Metrics && policy.public_metrics {
-            return Ok(Principal::public_metrics());
-        }
-        let now = Instant::now();
-        if let Some(wait) = self.failures().locked(peer, now) {
-            return Err(locked_out(wait));
-        }
-        let principal = match credentials(headers) {
-            None => return Err(unauthorized("credentials required")),
-            Some(Err(why)) => Err(why),
-            Some(Ok(Credentials::Bearer(token))) => policy.token(&token).ok_or("invalid token"),
-            Some(Ok(Credentials::Basic { user, password })) => self
-                .basic(&policy, &user, &password)
-                .await?
-                .ok_or("invalid user name or password"),
-        };
-        let principal = match principal {
-            Ok(p) => p,
-            Err(why) => {
-                let lockout = self.failures().fail(peer, now, &policy);
-                if let Some(lockout) = lockout {
-                    tracing::warn!(
-                        peer = %peer,
-                        max_failures = policy.max_failures,
-                        lockout_s = lockout.as_secs(),
-                        "too many failed authentications; address locked out"
-                    );
-                } else {
-                    tracing::debug!(peer = %peer, why, "authentication failed");
-                }
-                return Err(unauthorized(why));
-            }
-        };
-        if principal.allows(need) {
-            Ok(principal)
-        } else {
-            Err(forbidden(&principal, need))
-        }
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Basic credentials: a configured user and its password, else (for
-    /// clients that can only send a user name and password, such as
-    /// ffmpeg's `http://user:password@host/` URLs) a token as the password.
-    /// `Err` when too many password checks are under way.
-    async fn basic(
-        &self,
-        policy: &Policy,
-        user: &str,
-        password: &str,
-    ) -> Result<Option<Principal>, Response> {
-        let Some((hash, principal)) = policy.users.get(user) else {
-            if let Some(p) = policy.token(password) {
-                return Ok(Some(p));
-            }
-            // As slow as a wrong password, so that user names cannot be
-            // told apart by timing.
-            self.verify(DUMMY_HASH, password).await?;
-            return Ok(None);
-        };
-        let digest = self.verified_key(user, password, hash);
-        let now = Instant::now();
-        {
-            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            if verified.get(&digest).is_some_and(|t| *t > now) {
-                return Ok(Some(principal.clone()));
-            }
-        }
-        if !self.verify(hash, password).await? {
-            return Ok(None);
-        }
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if verified.len() >= MAX_VERIFIED {
-            verified.retain(|_, t| *t > now);
-            if verified.len() >= MAX_VERIFIED {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, now + VERIFIED_TTL);
-        Ok(Some(principal.clone()))
-    }
-
-    fn verified_key(&self, user: &str, password: &str, hash: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.cache_key);
-        for part in [user, password, hash] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part.as_bytes());
-        }
-        h.finalize().into()
-    }
-
-    /// Checks `password` against the PHC string `hash` on the blocking
-    /// pool, at most [`MAX_HASHING`] at once (503 beyond).
-    async fn verify(&self, hash: &str, password: &str) -> Result<bool, Response> {
-        let Ok(permit) = self.hashing.clone().try_acquire_owned() else {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many password checks under way; try again",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Err(r);
-        };
-        let (hash, password) = (hash.to_owned(), password.to_owned());
-        let checked = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_password(&hash, &password)
-        })
-        .await;
-        Ok(checked.unwrap_or(false))
-    }
-}
-
 /// 401 with the challenge browsers answer with a login dialog.
 fn unauthorized(why: &str) -> Response {
     let mut r = error(StatusCode::UNAUTHORIZED, why);
@@ -496,17 +92,6 @@ fn unauthorized(why: &str) -> Response {
         HeaderValue::from_static("Basic realm=\"camgate\", Bearer realm=\"camgate\""),
     );
     r
-}
-
-fn forbidden(principal: &Principal, need: Need<'_>) -> Response {
-    let who = format!("{:?} (role {})", principal.name, principal.role);
-    let message = match need {
-        Need::List => format!("{who} may not list cameras"),
-        Need::Watch(id) => format!("{who} may not watch camera {id:?}"),
-        Need::Admin => format!("{who} may not change anything (needs role admin)"),
-        Need::Metrics => format!("{who} may not read metrics (needs role metrics or admin)"),
-    };
-    error(StatusCode::FORBIDDEN, message)
 }
 
 fn locked_out(wait: Duration) -> Response {
@@ -524,37 +109,7 @@ fn locked_out(wait: Duration) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{TokenConfig, UserConfig};
-    use crate::password::cheap_hash;
-
-    fn config() -> AuthConfig {
-        AuthConfig {
-            tokens: vec![
-                TokenConfig {
-                    name: "front-only".into(),
-                    token: crate::credentials::Secret::new("viewer-token-0123456789"),
-                    role: Role::Viewer,
-                    cameras: Some(vec!["front".into()]),
-                },
-                TokenConfig {
-                    name: "ops".into(),
-                    token: crate::credentials::Secret::new("admin-token-0123456789"),
-                    role: Role::Admin,
-                    cameras: None,
-                },
-            ],
-            users: vec![UserConfig {
-                name: "alice".into(),
-                password_hash: cheap_hash("wonderland"),
-                role: Role::Viewer,
-                cameras: None,
-            }],
-            public_metrics: false,
-            max_failures: 3,
-            lockout: Duration::from_secs(60),
-        }
-    }
-
+    use crate::access::tests::config;
     fn bearer(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(
@@ -582,42 +137,39 @@ mod tests {
         let status =
             |r: Result<Principal, Response>| r.map(|_| 200).unwrap_or_else(|r| r.status().as_u16());
         let viewer = bearer("viewer-token-0123456789");
-        assert_eq!(status(auth.authorize(&viewer, PEER, Need::List).await), 200);
+        assert_eq!(status(check(&auth, &viewer, PEER, Need::List).await), 200);
         assert_eq!(
-            status(auth.authorize(&viewer, PEER, Need::Watch("front")).await),
+            status(check(&auth, &viewer, PEER, Need::Watch("front")).await),
             200
         );
         assert_eq!(
-            status(auth.authorize(&viewer, PEER, Need::Watch("back")).await),
+            status(check(&auth, &viewer, PEER, Need::Watch("back")).await),
             403
         );
+        assert_eq!(status(check(&auth, &viewer, PEER, Need::Admin).await), 403);
         assert_eq!(
-            status(auth.authorize(&viewer, PEER, Need::Admin).await),
-            403
-        );
-        assert_eq!(
-            status(auth.authorize(&viewer, PEER, Need::Metrics).await),
+            status(check(&auth, &viewer, PEER, Need::Metrics).await),
             403
         );
         let admin = bearer("admin-token-0123456789");
         for need in [Need::List, Need::Watch("back"), Need::Admin, Need::Metrics] {
-            assert_eq!(status(auth.authorize(&admin, PEER, need).await), 200);
+            assert_eq!(status(check(&auth, &admin, PEER, need).await), 200);
         }
         let alice = basic("alice", "wonderland");
         assert_eq!(
-            status(auth.authorize(&alice, PEER, Need::Watch("back")).await),
+            status(check(&auth, &alice, PEER, Need::Watch("back")).await),
             200
         );
         // Cached the second time.
-        assert_eq!(status(auth.authorize(&alice, PEER, Need::List).await), 200);
+        assert_eq!(status(check(&auth, &alice, PEER, Need::List).await), 200);
         // A token as a Basic password.
         let ffmpeg = basic("anything", "viewer-token-0123456789");
         assert_eq!(
-            status(auth.authorize(&ffmpeg, PEER, Need::Watch("front")).await),
+            status(check(&auth, &ffmpeg, PEER, Need::Watch("front")).await),
             200
         );
         assert_eq!(
-            status(auth.authorize(&HeaderMap::new(), PEER, Need::List).await),
+            status(check(&auth, &HeaderMap::new(), PEER, Need::List).await),
             401
         );
     }
@@ -627,44 +179,20 @@ mod tests {
         let auth = Auth::new(&config());
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            let r = auth
-                .authorize(&bearer("wrong-token-0123456789"), PEER, Need::List)
-                .await;
+            let r = check(&auth, &bearer("wrong-token-0123456789"), PEER, Need::List).await;
             assert_eq!(r.unwrap_err().status(), StatusCode::UNAUTHORIZED);
         }
         // Locked out, even with good credentials.
         let good = bearer("admin-token-0123456789");
-        let r = auth.authorize(&good, PEER, Need::List).await;
+        let r = check(&auth, &good, PEER, Need::List).await;
         assert_eq!(r.unwrap_err().status(), StatusCode::TOO_MANY_REQUESTS);
         // Others are not.
-        assert!(auth.authorize(&good, other, Need::List).await.is_ok());
+        assert!(check(&auth, &good, other, Need::List).await.is_ok());
         // Missing credentials are not failures.
         for _ in 0..5 {
-            let r = auth.authorize(&HeaderMap::new(), other, Need::List).await;
+            let r = check(&auth, &HeaderMap::new(), other, Need::List).await;
             assert_eq!(r.unwrap_err().status(), StatusCode::UNAUTHORIZED);
         }
-        assert!(auth.authorize(&good, other, Need::List).await.is_ok());
-    }
-
-    #[test]
-    fn failure_table_is_bounded() {
-        let mut f = Failures::default();
-        let policy = Policy::new(&config());
-        let now = Instant::now();
-        for i in 0..(MAX_TRACKED as u32 + 100) {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            f.fail(ip, now, &policy);
-        }
-        assert!(f.entries.len() <= MAX_TRACKED);
-        // One /64 is one entry.
-        let a: IpAddr = "2001:db8::1".parse().unwrap();
-        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-    }
-
-    #[test]
-    fn open_when_unconfigured() {
-        let auth = Auth::new(&AuthConfig::default());
-        assert!(!auth.enabled());
+        assert!(check(&auth, &good, other, Need::List).await.is_ok());
     }
 }
