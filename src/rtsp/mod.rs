@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod digest;
 pub mod framer;
 pub mod message;
 pub mod sdp;

@@ -187,7 +187,7 @@ impl SimServer {
             .options
             .credentials
             .clone()
-            .map(|c| auth::Authenticator::new(c.username, c.password.expose().to_owned()));
+            .map(|c| auth::Authenticator::new(c.username, c.password));
         let shared = Arc::new(Shared {
             options: self.options,
             auth,

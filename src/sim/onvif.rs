@@ -191,7 +191,7 @@ impl OnvifSim {
             OnvifAuth::HttpDigest | OnvifAuth::Both => self
                 .credentials
                 .clone()
-                .map(|c| Authenticator::new(c.username, c.password.expose().to_owned())),
+                .map(|c| Authenticator::new(c.username, c.password)),
         };
         let ws_security = match self.auth {
             OnvifAuth::HttpDigest => None,
