@@ -8,7 +8,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod access;
 pub mod camera;
 pub mod codec_info;
 pub mod config;
