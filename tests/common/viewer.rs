@@ -86,6 +86,8 @@ pub struct Received {
     pub audio_packets: AtomicUsize,
     /// Microseconds from the offer to the first access unit.
     pub first_frame_us: AtomicU64,
+    /// When the first access unit arrived.
+    pub first_frame_at: Mutex<Option<Instant>>,
     /// RTP timestamps of the video pictures, in order.
     pub timestamps: Mutex<Vec<u32>>,
     /// The video stream's SSRC, once a packet arrived.
@@ -205,9 +207,57 @@ pub async fn post_offer(port: u16, camera: &str, query: &str, offer: &str) -> su
     .unwrap()
 }
 
+/// A viewer whose offer is made, not yet sent: for tests that send many
+/// offers at the same moment.
+pub struct PendingViewer {
+    pc: Arc<RTCPeerConnection>,
+    offer: String,
+    received: Arc<Received>,
+    /// When the offer was made ([`Received::first_frame_us`] counts from
+    /// here).
+    pub start: Instant,
+}
+
+impl PendingViewer {
+    /// Sends the offer to `camera`: the viewer when the answer is 201,
+    /// otherwise the reply (the peer connection is closed then).
+    pub async fn post(
+        self,
+        port: u16,
+        camera: &str,
+        query: &str,
+    ) -> Result<Viewer, super::common::Reply> {
+        let reply = post_offer(port, camera, query, &self.offer).await;
+        if reply.status != 201 {
+            let _ = self.pc.close().await;
+            return Err(reply);
+        }
+        let location = reply.header("Location").expect("Location header");
+        self.pc
+            .set_remote_description(RTCSessionDescription::answer(reply.body.clone()).unwrap())
+            .await
+            .unwrap();
+        Ok(Viewer {
+            pc: self.pc,
+            location,
+            received: self.received,
+            answer: reply.body,
+            port,
+        })
+    }
+}
+
 impl Viewer {
     /// Connects a viewer to `camera`; panics unless the answer is 201.
     pub async fn connect(port: u16, camera: &str, query: &str) -> Viewer {
+        match Viewer::prepare().await.post(port, camera, query).await {
+            Ok(v) => v,
+            Err(reply) => panic!("WHEP answer {}: {}", reply.status, reply.body),
+        }
+    }
+
+    /// Makes a viewer's offer, ready to [`PendingViewer::post`].
+    pub async fn prepare() -> PendingViewer {
         let start = Instant::now();
         let (pc, offer) = make_offer(OfferKind::Default).await;
         let received = Arc::new(Received::default());
@@ -242,6 +292,7 @@ impl Viewer {
                                 .store(if au.is_idr() { 1 } else { 2 }, Ordering::Relaxed);
                             r.first_frame_us
                                 .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            *r.first_frame_at.lock().unwrap() = Some(Instant::now());
                         }
                         if au.is_idr() {
                             r.keyframes.fetch_add(1, Ordering::Relaxed);
@@ -255,18 +306,11 @@ impl Viewer {
             });
             Box::pin(async {})
         }));
-        let reply = post_offer(port, camera, query, &offer).await;
-        assert_eq!(reply.status, 201, "WHEP answer: {}", reply.body);
-        let location = reply.header("Location").expect("Location header");
-        pc.set_remote_description(RTCSessionDescription::answer(reply.body.clone()).unwrap())
-            .await
-            .unwrap();
-        Viewer {
+        PendingViewer {
             pc,
-            location,
+            offer,
             received,
-            answer: reply.body,
-            port,
+            start,
         }
     }
 

@@ -9,10 +9,10 @@
 //! the one port a site has to open; the rewritten sans-IO line has none.
 
 pub mod negotiate;
+mod places;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,11 +43,15 @@ use crate::camera::consumers::new_consumer_id;
 use crate::camera::{CameraHandle, CameraState, Consumer, ConsumerKind};
 use crate::config::WebrtcConfig;
 use negotiate::{NegotiationError, Profile};
+use places::ViewerPlaces;
 
 /// NACK history per viewer: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
 const NACK_HISTORY_LOG2: u8 = 9;
 /// How long an offer for an on-demand camera waits for its stream.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(15);
+/// How long ICE gathering may take before the answer goes out with what
+/// it found (on the UDP mux it takes milliseconds).
+const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an offer was not answered; each maps to an HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -89,21 +93,14 @@ pub struct OfferOptions {
     pub remote: Option<SocketAddr>,
 }
 
-/// Holds one place in the gateway-wide viewer count.
-pub(crate) struct ViewerSlot(Arc<AtomicUsize>);
-
-impl Drop for ViewerSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// The WebRTC side of the gateway: one UDP socket, every viewer.
 pub struct WebrtcEgress {
     config: WebrtcConfig,
     mux: Arc<UDPMuxDefault>,
     local_addr: SocketAddr,
-    viewers: Arc<AtomicUsize>,
+    /// Viewers per camera and overall, under `max_viewers_per_camera` and
+    /// `max_viewers`.
+    places: Arc<ViewerPlaces>,
     tasks: TaskTracker,
 }
 
@@ -120,7 +117,7 @@ impl WebrtcEgress {
             config: config.clone(),
             mux,
             local_addr,
-            viewers: Arc::new(AtomicUsize::new(0)),
+            places: ViewerPlaces::new(config.max_viewers, config.max_viewers_per_camera),
             tasks: TaskTracker::new(),
         }))
     }
@@ -137,7 +134,7 @@ impl WebrtcEgress {
 
     /// Viewers over all cameras.
     pub fn viewers(&self) -> usize {
-        self.viewers.load(Ordering::SeqCst)
+        self.places.total()
     }
 
     /// Waits for every viewer task (after their cameras were cancelled),
@@ -150,24 +147,6 @@ impl WebrtcEgress {
         }
     }
 
-    fn take_slot(&self, cam: &CameraHandle) -> Result<ViewerSlot, WhepError> {
-        let per_camera = cam.consumers.count(ConsumerKind::Viewer);
-        if per_camera >= self.config.max_viewers_per_camera {
-            return Err(WhepError::Full(format!(
-                "camera {:?} has {per_camera} viewers, the most allowed (max_viewers_per_camera)",
-                cam.config.id
-            )));
-        }
-        let n = self.viewers.fetch_add(1, Ordering::SeqCst);
-        let slot = ViewerSlot(self.viewers.clone());
-        if n >= self.config.max_viewers {
-            return Err(WhepError::Full(format!(
-                "the gateway has {n} viewers, the most allowed (max_viewers)"
-            )));
-        }
-        Ok(slot)
-    }
-
     /// Answers a viewer's offer for `cam` and starts the viewer.
     pub async fn offer(
         &self,
@@ -177,7 +156,12 @@ impl WebrtcEgress {
     ) -> Result<Answer, WhepError> {
         // Cheap checks first: a flood of bad offers costs no WebRTC setup.
         negotiate::parse_offer(&offer).map_err(|e| WhepError::Malformed(e.to_string()))?;
-        let slot = self.take_slot(cam)?;
+        // Counted before anything awaits, and checked with the count in
+        // one step: concurrent offers cannot overshoot the limits.
+        let place = self
+            .places
+            .try_take(&cam.config.id)
+            .map_err(|e| WhepError::Full(e.to_string()))?;
         let id = new_consumer_id();
         let cancel = cam.cancel.child_token();
         let guard = cam.consumers.register(Consumer::new(
@@ -306,7 +290,7 @@ impl WebrtcEgress {
             payload_size: self.config.payload_size,
             connect_timeout: self.config.connect_timeout,
             disconnect_timeout: self.config.disconnect_timeout,
-            _slot: slot,
+            _place: place,
         };
         crate::camera::CameraStats::add(&cam.stats.viewer_sessions, 1);
         let span = tracing::info_span!("camera", id = %cam.config.id);
@@ -448,11 +432,18 @@ impl WebrtcEgress {
         pc.set_local_description(answer)
             .await
             .map_err(|e| WhepError::Internal(e.to_string()))?;
-        let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+        let complete = tokio::time::timeout(GATHERING_TIMEOUT, gathered.recv())
+            .await
+            .is_ok();
         let local = pc
             .local_description()
             .await
             .ok_or_else(|| WhepError::Internal("no local description".into()))?;
+        if let Err(e) = check_candidates(&local.sdp, complete, self.local_addr) {
+            // The operator's problem more than the viewer's.
+            tracing::warn!(error = %e, "WebRTC answer refused");
+            return Err(e);
+        }
         let extra: Vec<IpAddr> = self
             .config
             .public_ips
@@ -463,6 +454,27 @@ impl WebrtcEgress {
         let sdp = add_host_candidates(&local.sdp, &extra, self.local_addr.port());
         Ok((sdp, video, video_sender, audio))
     }
+}
+
+/// Refuses an answer that holds no ICE candidate (gathering timed out, or
+/// found no address of the UDP socket): a viewer could never reach us, so
+/// it gets a 503 with the reason instead of a session that cannot connect.
+/// `complete` is whether gathering finished within [`GATHERING_TIMEOUT`].
+fn check_candidates(sdp: &str, complete: bool, udp: SocketAddr) -> Result<(), WhepError> {
+    if sdp.lines().any(|l| l.starts_with("a=candidate:")) {
+        return Ok(());
+    }
+    Err(WhepError::Unavailable(if complete {
+        format!(
+            "no ICE candidate: the WebRTC UDP port {udp} ([webrtc] udp_listen) has no usable address \
+             (a loopback address is offered only when udp_listen is one)"
+        )
+    } else {
+        format!(
+            "no ICE candidate: gathering on the WebRTC UDP port {udp} did not finish within {} s",
+            GATHERING_TIMEOUT.as_secs()
+        )
+    }))
 }
 
 /// Adds a host candidate for each of `ips` on `port` to every media section
@@ -516,6 +528,29 @@ pub fn add_host_candidates(sdp: &str, ips: &[IpAddr], port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_without_candidates_is_refused_with_the_reason() {
+        let udp: SocketAddr = "0.0.0.0:8189".parse().unwrap();
+        let without = "v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n\
+a=end-of-candidates\r\n";
+        let Err(WhepError::Unavailable(msg)) = check_candidates(without, true, udp) else {
+            panic!("accepted an answer without candidates");
+        };
+        assert!(msg.contains("no usable address"), "{msg}");
+        assert!(msg.contains("0.0.0.0:8189"), "{msg}");
+        let Err(WhepError::Unavailable(msg)) = check_candidates(without, false, udp) else {
+            panic!("accepted an answer without candidates");
+        };
+        assert!(msg.contains("did not finish within 5 s"), "{msg}");
+        // One candidate is enough, even when gathering did not finish.
+        let with = without.replace(
+            "a=end-of-candidates",
+            "a=candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host",
+        );
+        assert!(check_candidates(&with, false, udp).is_ok());
+        assert!(check_candidates(&with, true, udp).is_ok());
+    }
 
     #[test]
     fn extra_candidates_follow_each_sections_own() {

@@ -18,7 +18,7 @@ use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
-use crate::camera::{CameraStats, Hub, Consumer, ConsumerGuard};
+use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
 use crate::egress::rtp::Timeline;
 use crate::h264::packetizer::{Packetizer, Payload};
 
@@ -55,8 +55,8 @@ pub(super) struct Viewer {
     pub payload_size: usize,
     pub connect_timeout: Duration,
     pub disconnect_timeout: Duration,
-    /// Released when the task ends (the gateway-wide viewer count).
-    pub _slot: super::ViewerSlot,
+    /// Given back when the task ends (the viewer counts).
+    pub _place: super::places::ViewerPlace,
 }
 
 /// Output timestamps of one viewer's video: continuous across camera
@@ -221,7 +221,7 @@ impl Viewer {
             payload_size,
             connect_timeout,
             disconnect_timeout,
-            _slot,
+            _place,
         } = self;
         let session = guard.consumer().clone();
         let cancel = session.cancel.clone();
