@@ -457,3 +457,195 @@ fn viewer_feedback_is_answered_per_viewer() {
     });
     assert!(gw.terminate(Duration::from_secs(5)).is_some());
 }
+
+/// GStreamer's RTSP server as a camera with `args` (e.g. `--gop`), on
+/// `port`, user `viewer`, password `pw`; its stderr (where it notes each
+/// keyframe request it drops) in `dir/gst-camera.log`.
+fn spawn_gst_camera(dir: &std::path::Path, port: u16, args: &[&str]) -> Proc {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/gst_rtsp_server.py"
+    );
+    let log = dir.join("gst-camera.log");
+    let child = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(["viewer", "pw", &port.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("/usr/bin/python3 is missing: run the tests with scripts/test");
+    let proc = Proc { child, log };
+    wait_for(Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    proc
+}
+
+/// The camera's keyframe count as the gateway's API reports it, sampled
+/// every 20 ms on a thread: (when the request was sent, when the reply
+/// came, keyframes received).
+struct KeyframeSamples {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Instant, u64)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeyframeSamples {
+    fn start(http: u16, camera: &'static str) -> KeyframeSamples {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let n = camera_json(http, camera)["stats"]["keyframes_received"]
+                    .as_u64()
+                    .unwrap();
+                s.lock().unwrap().push((sent, Instant::now(), n));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        KeyframeSamples {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn last(&self) -> Option<(Instant, Instant, u64)> {
+        self.samples.lock().unwrap().last().copied()
+    }
+
+    /// Waits until the count is at least `n`.
+    async fn wait_count(&self, n: u64, limit: Duration) {
+        let start = Instant::now();
+        while self.last().is_none_or(|(_, _, k)| k < n) {
+            assert!(
+                start.elapsed() < limit,
+                "keyframe {n} not seen within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// When the request of the last sample that still counted fewer than
+    /// `n` keyframes was sent: keyframe `n` reached the gateway after this.
+    fn before(&self, n: u64) -> Instant {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(_, _, k)| *k < n)
+            .expect("a sample before the keyframe")
+            .0
+    }
+}
+
+impl Drop for KeyframeSamples {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Fast start against a camera that makes a viewer wait: a 4 s GOP, and
+/// keyframe requests (PLI, FIR) ignored. A viewer that joins just after a
+/// keyframe gets its first picture (the IDR, replayed from the GOP cache)
+/// more than a second before the camera's next keyframe reaches the
+/// gateway; one with `?fast_start=0` gets its first picture only with that
+/// keyframe. Timings are compared with the keyframe times the gateway saw,
+/// not with fixed wall-clock limits.
+#[test]
+fn fast_start_shows_a_picture_long_before_the_cameras_next_keyframe() {
+    if in_loopback_netns("fast_start_shows_a_picture_long_before_the_cameras_next_keyframe") {
+        return;
+    }
+    let dir = temp_dir();
+    let (http, rtsp) = (free_tcp_port(), free_tcp_port());
+    // 100 pictures at 25/s: a keyframe every 4 s.
+    let gst = spawn_gst_camera(
+        dir.path(),
+        rtsp,
+        &["--gop", "100", "--ignore-keyframe-requests"],
+    );
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{http}"
+
+[webrtc]
+udp_listen = "127.0.0.1:0"
+
+[[camera]]
+id = "gst"
+url = "rtsp://viewer:pw@127.0.0.1:{rtsp}/test"
+"#
+    );
+    let mut gw = spawn_gateway(dir.path(), &toml, http);
+    wait_state(http, "gst", "playing", Duration::from_secs(20));
+    runtime().block_on(async {
+        // Offers made (and their candidates gathered) ahead, so they go out
+        // the moment a keyframe has arrived.
+        let fast = Viewer::prepare().await;
+        let slow = Viewer::prepare().await;
+        let samples = KeyframeSamples::start(http, "gst");
+        samples.wait_count(1, Duration::from_secs(10)).await;
+        let k0 = samples.last().unwrap().2;
+        samples.wait_count(k0 + 1, Duration::from_secs(6)).await;
+        let k0 = k0 + 1;
+        // Keyframe k0 has just reached the gateway; k0 + 1 is 4 s away.
+        let posted = Instant::now();
+        let (fast, slow) = tokio::join!(
+            fast.post(http, "gst", ""),
+            slow.post(http, "gst", "?fast_start=0")
+        );
+        let (fast, slow) = (fast.expect("fast viewer"), slow.expect("slow viewer"));
+        fast.wait_frames(1, Duration::from_secs(10)).await;
+        slow.wait_frames(1, Duration::from_secs(10)).await;
+        samples.wait_count(k0 + 1, Duration::from_secs(6)).await;
+        let first = |v: &Viewer| v.received.first_frame_at.lock().unwrap().unwrap();
+        let (fast_first, slow_first) = (first(&fast), first(&slow));
+        let next_keyframe_after = samples.before(k0 + 1);
+        // Both start with an IDR.
+        assert_eq!(fast.received.first_was_idr.load(Ordering::Relaxed), 1);
+        assert_eq!(slow.received.first_was_idr.load(Ordering::Relaxed), 1);
+        let ahead = next_keyframe_after.saturating_duration_since(fast_first);
+        let waited = slow_first.saturating_duration_since(fast_first);
+        eprintln!(
+            "fast start: first picture {} ms after the offer, {} ms or more before the camera's next keyframe; without: {} ms later",
+            fast_first.saturating_duration_since(posted).as_millis(),
+            ahead.as_millis(),
+            waited.as_millis()
+        );
+        assert!(
+            fast_first + Duration::from_secs(1) < next_keyframe_after,
+            "with fast start, the first picture came {} ms before the camera's next keyframe reached the gateway, not a second or more",
+            ahead.as_millis()
+        );
+        assert!(
+            slow_first > next_keyframe_after,
+            "without fast start, the first picture came before the camera's next keyframe"
+        );
+        // The camera ignored the slow viewer's keyframe request: its next
+        // keyframe came a full GOP after the last, as the gateway measured.
+        let interval = camera_json(http, "gst")["stats"]["keyframe_interval_seconds"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (3.5..4.5).contains(&interval),
+            "keyframe interval {interval} s: the camera did not keep its 4 s GOP"
+        );
+        fast.delete().await;
+        slow.delete().await;
+    });
+    assert!(
+        gst.log_text().contains("dropped a keyframe request"),
+        "the gateway never asked the camera for a keyframe: {}",
+        gw.log_text()
+    );
+    assert!(gw.terminate(Duration::from_secs(5)).is_some());
+}

@@ -2,9 +2,19 @@
 """An RTSP server nobody on this team wrote: GStreamer's rtsp-server, for
 interop tests. Serves /test (H.264 + PCMU) on 127.0.0.1 with Digest auth.
 
-Usage: gst_rtsp_server.py USER PASSWORD [PORT]
+Usage: gst_rtsp_server.py USER PASSWORD [PORT] [--gop FRAMES]
+                          [--ignore-keyframe-requests]
+
+--gop FRAMES sets the encoder's keyframe interval (default 50, 2 s at
+25 fps; scene-cut keyframes are off then, so keyframes come exactly every
+FRAMES pictures). --ignore-keyframe-requests makes the camera deaf to PLI
+and FIR: GStreamer's RTP session turns them into an upstream
+GstForceKeyUnit event, which a probe drops before it reaches the encoder,
+like a camera that only ever sends its fixed GOP.
+
 Prints "READY <port>" once listening; runs until killed.
 """
+import argparse
 import sys
 
 import gi
@@ -14,25 +24,57 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
+parser = argparse.ArgumentParser()
+parser.add_argument("user")
+parser.add_argument("password")
+parser.add_argument("port", nargs="?", default="0")
+parser.add_argument("--gop", type=int, default=None)
+parser.add_argument("--ignore-keyframe-requests", action="store_true")
+args = parser.parse_args()
+
 Gst.init(None)
-user, password = sys.argv[1], sys.argv[2]
-port = sys.argv[3] if len(sys.argv) > 3 else "0"
 
 server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
-server.set_service(port)
+server.set_service(args.port)
+
+gop = args.gop if args.gop else 50
+# With a fixed GOP asked for, no extra keyframes at scene cuts either.
+x264_options = ' option-string="scenecut=0"' if args.gop else ""
 
 factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch(
     "( videotestsrc is-live=true pattern=ball "
     "! video/x-raw,width=640,height=360,framerate=25/1 "
-    "! x264enc tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max=50 bitrate=1500 "
+    "! x264enc name=enc tune=zerolatency speed-preset=ultrafast bframes=0 "
+    f"key-int-max={gop} bitrate=1500{x264_options} "
     "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1 "
     "audiotestsrc is-live=true wave=sine freq=1000 "
     "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
 )
 # Not shared: each session starts its own encoder, so it begins at a keyframe.
 factory.set_shared(False)
+
+
+def drop_keyframe_requests(pad, info):
+    event = info.get_event()
+    structure = event.get_structure() if event else None
+    if structure is not None and structure.get_name() == "GstForceKeyUnit":
+        print("dropped a keyframe request", file=sys.stderr, flush=True)
+        return Gst.PadProbeReturn.DROP
+    return Gst.PadProbeReturn.OK
+
+
+def on_media_configure(_factory, media):
+    encoder = media.get_element().get_by_name("enc")
+    encoder.get_static_pad("src").add_probe(
+        Gst.PadProbeType.EVENT_UPSTREAM, drop_keyframe_requests
+    )
+
+
+if args.ignore_keyframe_requests:
+    factory.connect("media-configure", on_media_configure)
+
 factory.add_role_from_structure(
     Gst.Structure.from_string(
         "camgate, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
@@ -42,7 +84,7 @@ factory.add_role_from_structure(
 auth = GstRtspServer.RTSPAuth()
 token = GstRtspServer.RTSPToken()
 token.set_string("media.factory.role", "camgate")
-auth.add_digest(user, password, token)
+auth.add_digest(args.user, args.password, token)
 auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
 server.set_auth(auth)
 
