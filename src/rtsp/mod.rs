@@ -10,6 +10,7 @@ pub mod digest;
 pub mod framer;
 pub mod message;
 pub mod sdp;
+pub mod server;
 pub mod transport;
 
 pub use client::{Client, ClientConfig, ClientError, Event, StreamSetup, TransportRequest};
