@@ -1,7 +1,10 @@
 //! The HTTP listener against hostile clients: slowloris, oversized bodies
 //! and headers, connection floods from one address. Each time the gateway
 //! keeps serving everyone else, and the camera keeps playing to its RTP
-//! consumer without losing a packet.
+//! consumer without losing a packet. Also the caps on connections overall
+//! (`max_connections`) and on WHEP negotiations under way
+//! (`max_whep_negotiations`), each set small: refused beyond, free again
+//! once the holders are done.
 
 mod common;
 
@@ -257,4 +260,150 @@ fn connection_cap_per_address() {
         request(port, "GET", "/api/v1/cameras", &[], b"").status,
         200
     );
+}
+
+/// One keep-alive connection, answered once (so the gateway has surely
+/// accepted it and holds it open).
+fn held_connection(from: &str, port: u16) -> TcpStream {
+    let mut s = connect_from(from, port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /api/v1/cameras/none HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !reply.ends_with(b"}") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert!(reply.starts_with(b"HTTP/1.1 404"));
+    s
+}
+
+#[test]
+fn connection_cap_overall() {
+    let dir = temp_dir();
+    let port = free_tcp_port();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+idle_timeout = 30
+max_connections = 4
+max_connections_per_ip = 32
+
+[[camera]]
+id = "demo"
+url = "sim://demo"
+"#
+    );
+    let _gw = spawn_gateway_checked(dir.path(), &toml, port);
+    wait_state(port, "demo", "playing", Duration::from_secs(20));
+
+    // max_connections = 4, held from two addresses (each far below the
+    // per-address cap)...
+    let mut held: Vec<TcpStream> = ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]
+        .iter()
+        .map(|from| held_connection(from, port))
+        .collect();
+    // ...turn away the next one from any address.
+    for from in ["127.0.0.1", "127.0.0.3"] {
+        let mut s = connect_from(from, port);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = request_on(&mut s, "GET", "/api/v1/cameras", &[], b"");
+        assert!(r.status == 503 || r.status == 0, "{from}: {r:?}");
+        if r.status == 503 {
+            assert!(r.body.contains("too many connections"), "{r:?}");
+        }
+    }
+    // One closed frees one place, no more.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(300));
+    held.push(held_connection("127.0.0.3", port));
+    let mut s = connect_from("127.0.0.4", port);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let r = request_on(&mut s, "GET", "/api/v1/cameras", &[], b"");
+    assert!(r.status == 503 || r.status == 0, "{r:?}");
+    // All closed: served again.
+    held.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        request(port, "GET", "/api/v1/cameras", &[], b"").status,
+        200
+    );
+}
+
+/// A WHEP offer the gateway can read (it never gets as far as ICE here).
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+
+fn post_offer(port: u16, camera: &str) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // An offer for an on-demand camera may wait 15 s for its stream.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    request_on(
+        &mut s,
+        "POST",
+        &format!("/whep/{camera}"),
+        &[("Content-Type", "application/sdp")],
+        OFFER.as_bytes(),
+    )
+}
+
+/// `max_whep_negotiations = 2`: two offers waiting for an on-demand camera
+/// that never comes hold both places, a third offer gets 503 at once, and
+/// once they are answered the next offer is negotiated again.
+#[test]
+fn whep_negotiation_cap() {
+    let dir = temp_dir();
+    let port = free_tcp_port();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+max_whep_negotiations = 2
+
+[webrtc]
+udp_listen = "127.0.0.1:0"
+
+[[camera]]
+id = "lazy"
+url = "rtsp://127.0.0.1:{closed}/never"
+on_demand = true
+
+[[camera]]
+id = "down"
+url = "rtsp://127.0.0.1:{closed}/never"
+"#,
+        closed = free_tcp_port()
+    );
+    let _gw = spawn_gateway_checked(dir.path(), &toml, port);
+    let waiting: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || post_offer(port, "lazy")))
+        .collect();
+    // Both negotiations under way: their viewers are registered.
+    wait_for(Duration::from_secs(5), || {
+        let (_, body) = http_get(port, "/api/v1/cameras/lazy/sessions");
+        body.matches("\"viewer\"").count() == 2
+    });
+    let started = Instant::now();
+    let r = post_offer(port, "down");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("too many WebRTC negotiations"), "{r:?}");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the refusal waited for a negotiation"
+    );
+    for w in waiting {
+        let r = w.join().unwrap();
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(r.body.contains("camera \\\"lazy\\\" is"), "{r:?}");
+    }
+    // The places are free: this offer is negotiated (and refused for the
+    // camera, not for the cap).
+    let r = post_offer(port, "down");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("camera \\\"down\\\" is"), "{r:?}");
 }
