@@ -456,6 +456,100 @@ pub fn find_sender_report(data: &[u8]) -> Result<Option<SenderReport>, RtcpError
     Ok(None)
 }
 
+/// What a receiver told us in one compound RTCP packet (RFC 3550 RR, RFC
+/// 4585 PLI, RFC 5104 FIR): what a server reads from its clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReceiverFeedback {
+    /// Report blocks of RRs and SRs (at most 31 per packet are kept).
+    pub reports: Vec<ReportBlock>,
+    /// A picture loss indication was present.
+    pub pli: bool,
+    /// A full intra request was present.
+    pub fir: bool,
+    /// A BYE was present: the receiver is leaving.
+    pub bye: bool,
+}
+
+/// Reads the report blocks and feedback of a compound RTCP packet, up to
+/// the first malformed packet (what came before it is kept). Never panics.
+pub fn parse_receiver_feedback(data: &[u8]) -> ReceiverFeedback {
+    let mut fb = ReceiverFeedback::default();
+    for p in packets(data) {
+        let Ok(p) = p else { break };
+        let blocks_at = match p.packet_type {
+            PT_RR => Some(4),
+            PT_SR => Some(24),
+            _ => None,
+        };
+        if let Some(at) = blocks_at {
+            for i in 0..usize::from(p.count) {
+                let Some(b) = p.body.get(at + 24 * i..at + 24 * (i + 1)) else {
+                    break;
+                };
+                let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+                let lost = u32_at(4) & 0x00ff_ffff;
+                // 24-bit two's complement.
+                let lost = ((lost << 8) as i32) >> 8;
+                if fb.reports.len() < 31 {
+                    fb.reports.push(ReportBlock {
+                        ssrc: u32_at(0),
+                        fraction_lost: b[4],
+                        cumulative_lost: lost,
+                        extended_highest_sequence: u32_at(8),
+                        jitter: u32_at(12),
+                        last_sr: u32_at(16),
+                        delay_since_last_sr: u32_at(20),
+                    });
+                }
+            }
+        }
+        match (p.packet_type, p.count) {
+            (PT_PSFB, 1) => fb.pli = true,
+            (PT_PSFB, 4) => fb.fir = true,
+            (PT_BYE, _) => fb.bye = true,
+            _ => {}
+        }
+    }
+    fb
+}
+
+#[cfg(test)]
+mod feedback_tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_writers_write() {
+        let block = ReportBlock {
+            ssrc: 0x1234_5678,
+            fraction_lost: 12,
+            cumulative_lost: -3,
+            extended_highest_sequence: 70_000,
+            jitter: 45,
+            last_sr: 0xaabb_ccdd,
+            delay_since_last_sr: 65_536,
+        };
+        let mut out = Vec::new();
+        write_receiver_report(&mut out, 7, &[block], "client");
+        write_pli(&mut out, 7, 0x1234_5678);
+        write_fir(&mut out, 7, 0x1234_5678, 3);
+        write_bye(&mut out, &[7], None);
+        let fb = parse_receiver_feedback(&out);
+        assert_eq!(fb.reports, vec![block]);
+        assert!(fb.pli && fb.fir && fb.bye);
+        // Garbage after a good RR keeps the RR.
+        let mut cut = Vec::new();
+        write_receiver_report(&mut cut, 7, &[block], "c");
+        cut.extend_from_slice(&[0x80, 206, 0xff, 0xff]);
+        let fb = parse_receiver_feedback(&cut);
+        assert_eq!(fb.reports.len(), 1);
+        assert!(!fb.pli);
+        assert_eq!(
+            parse_receiver_feedback(&[1, 2, 3]),
+            ReceiverFeedback::default()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
