@@ -24,9 +24,9 @@ fn password_env_set() {
     let var = unique_var("SET");
     std::env::set_var(&var, "pa55-from-env");
     let config = Config::parse(&camera_with_env(&var), "cameras.toml").expect("valid");
-    let (user, password) = config.cameras[0].credentials.as_ref().expect("credentials");
+    let credentials = config.cameras[0].credentials.as_ref().expect("credentials");
     assert_eq!(
-        (user.as_str(), password.as_str()),
+        (credentials.username.as_str(), credentials.password.expose()),
         ("admin", "pa55-from-env")
     );
     assert!(!format!("{config:?}").contains("pa55-from-env"));

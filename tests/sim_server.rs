@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use camgate::credentials::Credentials;
 use camgate::sim::{clip_info, SimOptions, SimServer};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,7 +146,7 @@ async fn ffmpeg_pulls_over_tcp_and_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_digest_auth() {
     let options = SimOptions {
-        credentials: Some(("admin".into(), "s3cret".into())),
+        credentials: Some(Credentials::new("admin", "s3cret")),
         ..Default::default()
     };
     let sim = Sim::start(options).await;
@@ -195,7 +196,7 @@ async fn retina_session(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retina_gets_keyframe_first_and_steady_timestamps() {
     let options = SimOptions {
-        credentials: Some(("u".into(), "p".into())),
+        credentials: Some(Credentials::new("u", "p")),
         ..Default::default()
     };
     let sim = Sim::start(options).await;
@@ -307,7 +308,7 @@ async fn raw_exchange(addr: SocketAddr, request: &[u8], want: usize) -> String {
 #[tokio::test]
 async fn rtsp_error_paths_answer_without_panicking() {
     let sim = Sim::start(SimOptions {
-        credentials: Some(("a".into(), "b".into())),
+        credentials: Some(Credentials::new("a", "b")),
         ..Default::default()
     })
     .await;
