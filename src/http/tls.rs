@@ -11,12 +11,7 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
-
-/// The crypto provider camgate uses everywhere (server and camera side),
-/// never the process default, which other crates may set differently.
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::tls::provider;
 
 /// The listener's TLS configuration, swappable while serving.
 pub struct TlsReloader {
