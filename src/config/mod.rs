@@ -18,11 +18,13 @@ mod access;
 mod credentials;
 pub mod faults;
 mod raw;
+mod rtsp_server;
 #[cfg(test)]
 mod tests;
 mod validate;
 mod webrtc;
 
+pub use rtsp_server::RtspServerConfig;
 pub use webrtc::{IceServer, WebrtcConfig};
 
 /// A configuration problem, with the place it was found.
@@ -55,6 +57,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[webrtc]`: ICE and viewer limits.
     pub webrtc: WebrtcConfig,
+    /// `[rtsp_server]`: RTSP clients (recorders, VMS) pulling cameras.
+    pub rtsp_server: RtspServerConfig,
     /// `[[camera]]` entries, in file order, with `[defaults]` applied.
     pub cameras: Vec<CameraConfig>,
 }

@@ -23,6 +23,8 @@ pub(super) struct RawFile {
     pub auth: Option<Spanned<RawAuth>>,
     /// `[webrtc]`; optional.
     pub webrtc: Option<Spanned<super::webrtc::RawWebrtc>>,
+    /// `[rtsp_server]`; optional.
+    pub rtsp_server: Option<Spanned<super::rtsp_server::RawRtspServer>>,
     /// `[[camera]]`; none is a valid (if idle) gateway.
     #[serde(default)]
     pub camera: Vec<Spanned<RawCamera>>,

@@ -64,6 +64,9 @@ pub(super) fn parse_layered(
                     .map(|d| (d.span().start, "[defaults]")),
                 raw.auth.as_ref().map(|a| (a.span().start, "[auth]")),
                 raw.webrtc.as_ref().map(|w| (w.span().start, "[webrtc]")),
+                raw.rtsp_server
+                    .as_ref()
+                    .map(|w| (w.span().start, "[rtsp_server]")),
             ];
             if let Some((offset, table)) = misplaced.into_iter().flatten().next() {
                 return Err(src.invalid(
@@ -86,6 +89,12 @@ pub(super) fn parse_layered(
         access::server(server.as_ref(), listen, &auth, &src)?;
 
     let webrtc = super::webrtc::webrtc(raw.webrtc.as_ref().map(Spanned::get_ref), &src)?;
+    let rtsp_server = super::rtsp_server::rtsp_server(
+        raw.rtsp_server.as_ref().map(Spanned::get_ref),
+        tls.is_some(),
+        auth.enabled() || allow_unauthenticated,
+        &src,
+    )?;
     let defaults = match raw.defaults.map(Spanned::into_inner) {
         Some(d) => defaults(&d, &src)?,
         None => Defaults::builtin(),
@@ -127,6 +136,7 @@ pub(super) fn parse_layered(
         },
         auth,
         webrtc,
+        rtsp_server,
         cameras,
     })
 }
