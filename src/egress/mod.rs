@@ -1,5 +1,7 @@
-//! Where camera media goes: plain RTP to configured consumers, and WebRTC
-//! viewers over WHEP.
+//! Where camera media goes: plain RTP to configured consumers, RTSP clients
+//! (recorders, VMS), and WebRTC viewers over WHEP.
 
+pub(crate) mod clock;
 pub mod rtp;
+
 pub mod webrtc;

@@ -50,6 +50,20 @@ impl Timeline {
         }
     }
 
+    /// The output timestamp the first input will get (RTP-Info's `rtptime`
+    /// before anything was sent).
+    pub fn first_output(&self) -> u32 {
+        self.out_base
+    }
+
+    /// The output timestamp `now`, extrapolated from the last one mapped at
+    /// the clock rate (a sender report's RTP timestamp); `None` before any.
+    pub fn now_output(&self, now: Instant) -> Option<u32> {
+        let (ts, at) = self.last?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
+        Some(ts.wrapping_add(elapsed as u32))
+    }
+
     /// The output timestamp for input `ts` of `generation` arriving at `now`.
     /// A new generation continues from the last output timestamp plus the
     /// wall-clock time since, so the consumer sees no jump.
@@ -76,16 +90,21 @@ impl Timeline {
 
 /// One outgoing RTP stream: SSRC, sequence numbers, timeline.
 #[derive(Debug)]
-struct OutStream {
-    ssrc: u32,
-    seq: u16,
-    timeline: Timeline,
-    packets: u64,
-    octets: u64,
+pub(super) struct OutStream {
+    /// Random at start (RFC 3550 8.1).
+    pub(super) ssrc: u32,
+    /// Next sequence number; random at start.
+    pub(super) seq: u16,
+    /// Input timestamps to output ones.
+    pub(super) timeline: Timeline,
+    /// Packets sent (for sender reports).
+    pub(super) packets: u64,
+    /// Payload octets sent (for sender reports).
+    pub(super) octets: u64,
 }
 
 impl OutStream {
-    fn new(clock_rate: u32) -> Self {
+    pub(super) fn new(clock_rate: u32) -> Self {
         OutStream {
             ssrc: rand::random(),
             seq: rand::random(),
@@ -250,7 +269,7 @@ async fn send(
 }
 
 /// Static payload types keep their number; others get a dynamic one.
-fn out_audio_payload_type(info: &AudioInfo) -> u8 {
+pub(super) fn out_audio_payload_type(info: &AudioInfo) -> u8 {
     if info.payload_type < 96 {
         info.payload_type
     } else {
@@ -292,10 +311,19 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
         s,
         "v=0\r\no=- 0 0 IN {net} {origin}\r\ns=camgate {camera_id}\r\nc=IN {net} {conn}\r\nt=0 0\r\n"
     );
+    let port = out.destination.port();
+    write_media(&mut s, info, [port, port.wrapping_add(2)], false);
+    s
+}
+
+/// Appends the `m=` sections of `info` (video, then audio when there is
+/// one) on `ports`; with `control`, each names its track as
+/// `a=control:trackID=N` (RTSP DESCRIBE answers).
+pub(super) fn write_media(s: &mut String, info: &StreamInfo, ports: [u16; 2], control: bool) {
     let _ = write!(
         s,
         "m=video {} RTP/AVP {VIDEO_PAYLOAD_TYPE}\r\na=rtpmap:{VIDEO_PAYLOAD_TYPE} H264/90000\r\n",
-        out.destination.port()
+        ports[0]
     );
     let mut fmtp = String::from("packetization-mode=1");
     if let Some(p) = &info.video_params {
@@ -304,14 +332,14 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
         }
         let _ = write!(fmtp, ";sprop-parameter-sets={}", p.to_sprop());
     }
-    let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\na=recvonly\r\n");
+    let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\n");
+    if control {
+        s.push_str("a=control:trackID=0\r\n");
+    }
+    s.push_str("a=recvonly\r\n");
     if let Some(a) = &info.audio {
         let pt = out_audio_payload_type(a);
-        let _ = write!(
-            s,
-            "m=audio {} RTP/AVP {pt}\r\n",
-            out.destination.port().wrapping_add(2)
-        );
+        let _ = write!(s, "m=audio {} RTP/AVP {pt}\r\n", ports[1]);
         let _ = write!(s, "a=rtpmap:{pt} {}/{}", a.encoding, a.clock_rate);
         if let Some(ch) = a.channels {
             let _ = write!(s, "/{ch}");
@@ -320,9 +348,11 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
         if let Some(f) = &a.fmtp {
             let _ = write!(s, "a=fmtp:{pt} {f}\r\n");
         }
+        if control {
+            s.push_str("a=control:trackID=1\r\n");
+        }
         s.push_str("a=recvonly\r\n");
     }
-    s
 }
 
 #[cfg(test)]

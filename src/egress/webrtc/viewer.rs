@@ -19,13 +19,10 @@ use webrtc::track::track_local::TrackLocalWriter;
 
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
+use crate::egress::clock::ViewerClock;
 use crate::egress::rtp::Timeline;
 use crate::h264::packetizer::{Packetizer, Payload};
 
-/// Spacing of cached pictures replayed in a burst: 1 ms at 90 kHz. The
-/// viewer decodes the whole GOP at once and shows its newest picture, then
-/// plays on at the camera's pace.
-const BURST_SPACING: u32 = 90;
 /// A viewer's keyframe requests are answered from the cache at most this
 /// often.
 const MIN_BURST_GAP: Duration = Duration::from_secs(1);
@@ -57,63 +54,6 @@ pub(super) struct Viewer {
     pub disconnect_timeout: Duration,
     /// Given back when the task ends (the viewer counts).
     pub _place: super::places::ViewerPlace,
-}
-
-/// Output timestamps of one viewer's video: continuous across camera
-/// sessions (through [`Timeline`]), strictly increasing, and compressed for
-/// pictures replayed from the cache.
-#[derive(Debug)]
-pub(super) struct ViewerClock {
-    timeline: Timeline,
-    /// Added to the timeline's output.
-    shift: u32,
-    last: Option<u32>,
-}
-
-impl ViewerClock {
-    pub fn new() -> Self {
-        ViewerClock {
-            timeline: Timeline::new(90_000),
-            shift: 0,
-            last: None,
-        }
-    }
-
-    /// The timestamp of a live picture: the camera's spacing, and at least
-    /// one burst step after the last.
-    /// The camera's own timing for `frame`, with the shift so far.
-    fn natural(&mut self, frame: &VideoFrame) -> u32 {
-        self.timeline
-            .map(frame.generation, frame.au.timestamp, frame.received)
-            .wrapping_add(self.shift)
-    }
-
-    pub fn live(&mut self, frame: &VideoFrame) -> u32 {
-        let natural = self.natural(frame);
-        let out = match self.last {
-            Some(last) if (natural.wrapping_sub(last) as i32) < BURST_SPACING as i32 => {
-                let out = last.wrapping_add(BURST_SPACING);
-                self.shift = self.shift.wrapping_add(out.wrapping_sub(natural));
-                out
-            }
-            _ => natural,
-        };
-        self.last = Some(out);
-        out
-    }
-
-    /// The timestamp of a cached picture replayed in a burst: one step after
-    /// the last; later pictures keep the camera's spacing from this one.
-    pub fn burst(&mut self, frame: &VideoFrame) -> u32 {
-        let natural = self.natural(frame);
-        let out = match self.last {
-            Some(last) => last.wrapping_add(BURST_SPACING),
-            None => natural,
-        };
-        self.shift = self.shift.wrapping_add(out.wrapping_sub(natural));
-        self.last = Some(out);
-        out
-    }
 }
 
 /// The video sender's state.
@@ -482,55 +422,4 @@ async fn read_rtcp(
 /// Reads and drops RTCP on a sender we take no feedback from.
 async fn drain_rtcp(sender: Arc<RTCRtpSender>) {
     while sender.read_rtcp().await.is_ok() {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::h264::AccessUnit;
-
-    fn frame(ts: u32, generation: u64) -> VideoFrame {
-        VideoFrame {
-            au: AccessUnit {
-                timestamp: ts,
-                nals: vec![],
-                damaged: false,
-                loss_before: false,
-            },
-            generation,
-            received: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn burst_is_compressed_and_live_keeps_the_camera_spacing() {
-        let mut c = ViewerClock::new();
-        // A cached GOP of three pictures 40 ms apart, replayed.
-        let a = c.burst(&frame(1000, 1));
-        let b = c.burst(&frame(4600, 1));
-        let d = c.burst(&frame(8200, 1));
-        assert_eq!(b.wrapping_sub(a), 90);
-        assert_eq!(d.wrapping_sub(b), 90);
-        // The next live picture is 40 ms after the newest cached one.
-        let e = c.live(&frame(11800, 1));
-        assert_eq!(e.wrapping_sub(d), 3600);
-        // A replay after a PLI goes forward, never back.
-        let f = c.burst(&frame(1000, 1));
-        let g = c.burst(&frame(11800, 1));
-        assert_eq!(f.wrapping_sub(e), 90);
-        assert_eq!(g.wrapping_sub(f), 90);
-        let h = c.live(&frame(15400, 1));
-        assert_eq!(h.wrapping_sub(g), 3600);
-    }
-
-    #[test]
-    fn live_timestamps_never_go_back() {
-        let mut c = ViewerClock::new();
-        let a = c.live(&frame(5000, 1));
-        // The camera's clock steps back within a session.
-        let b = c.live(&frame(4000, 1));
-        assert_eq!(b.wrapping_sub(a), 90);
-        let d = c.live(&frame(7600, 1));
-        assert_eq!(d.wrapping_sub(b), 3600);
-    }
 }
