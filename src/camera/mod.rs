@@ -10,6 +10,7 @@ mod error;
 pub mod hub;
 mod ingest;
 mod media;
+mod params;
 pub mod session;
 mod setup;
 pub mod stats;

@@ -4,171 +4,46 @@
 //! [`super::media`] path). It owns the connection and UDP sockets, waits
 //! on them, the deadlines and cancellation, and feeds the cores. It ends
 //! on failure, redirect or cancellation; the supervisor decides what next.
+//! What a session is given is in [`super::params`]; UDP ingest and RTCP
+//! feedback are in the `datagrams` and `feedback` submodules.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout};
-use tokio_util::sync::CancellationToken;
-use url::Url;
 
 use super::connect::{connect, ConnReader, ConnWriter, ConnectOptions};
-use super::hub::Hub;
-use super::ingest::{UdpIngest, Verdict};
+use super::ingest::UdpIngest;
 use super::media::MediaSink;
-use super::setup::{apply_setups, auto_network_cache, choose_streams, MediaStream};
+use super::setup::{apply_setups, choose_streams, MediaStream};
 use super::stats::CameraStats;
-use super::udp::{recv_opt, udp_reader, UdpRole};
+use super::udp::{recv_opt, UdpRole};
 use super::watchdog::{Limits, Watchdog};
-use super::{CameraState, CameraStatus};
-use crate::config::CameraConfig;
-use crate::credentials::Credentials;
-use crate::h264::repair::OnDamage;
-use crate::onvif::{OnvifClient, OnvifError};
+use super::CameraState;
+use crate::onvif::OnvifError;
 use crate::rtp::receiver::RtcpReceiver;
 use crate::rtp::RtpPacket;
 use crate::rtsp::{Client, ClientConfig, Event, StreamSetup};
 
 pub use super::error::SessionError;
+pub use super::params::{
+    Carrier, SessionContext, SessionEnd, SessionOutcome, SessionParams, CONNECT_TIMEOUT,
+    MEDIA_TIMEOUT,
+};
 
-/// No RTP (or no complete picture) this long while playing ends a session.
-pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
-/// TCP connect (and TLS handshake) limit.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+mod datagrams;
+mod feedback;
+
 /// How long TEARDOWN may take before the connection is closed anyway.
 const TEARDOWN_WAIT: Duration = Duration::from_millis(800);
 /// A write to the camera that takes longer than this means a dead link.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The loop wakes at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
-
-/// How media is carried in one session (auto is resolved by the supervisor).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Carrier {
-    /// Interleaved in the RTSP connection.
-    Tcp,
-    /// UDP port pairs.
-    Udp,
-}
-
-impl Carrier {
-    /// `tcp` or `udp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Carrier::Tcp => "tcp",
-            Carrier::Udp => "udp",
-        }
-    }
-}
-
-/// What one session needs to know.
-#[derive(Clone, Debug)]
-pub struct SessionParams {
-    /// `rtsp://` URL without credentials.
-    pub url: Url,
-    /// User name and password.
-    pub credentials: Option<Credentials>,
-    /// TCP or UDP for media.
-    pub carrier: Carrier,
-    /// Fail with [`SessionError::NoUdpMedia`] when UDP delivers nothing this
-    /// long after PLAY (set in `auto` mode so the supervisor falls back).
-    pub udp_probe: Option<Duration>,
-    /// No RTP this long while playing means the session is dead.
-    pub media_timeout: Duration,
-    /// TCP connect limit.
-    pub connect_timeout: Duration,
-    /// Jitter buffer latency.
-    pub network_cache: Duration,
-    /// SO_RCVBUF to ask for on the media sockets.
-    pub socket_buffer_bytes: usize,
-    /// What the repair gate does with damaged pictures.
-    pub on_damage: OnDamage,
-    /// How long the picture may stay frozen after damage before the session
-    /// is restarted; `None`: automatic (see
-    /// [`crate::config::CameraConfig::refresh_timeout_for`]).
-    pub refresh_timeout: Option<Duration>,
-    /// ONVIF client for SetSynchronizationPoint, shared across sessions so
-    /// its discovery is cached.
-    pub onvif: Option<Arc<tokio::sync::Mutex<OnvifClient>>>,
-    /// `rtsps://` only: check the camera's certificate (default true).
-    pub tls_verify: bool,
-}
-
-impl SessionParams {
-    /// A camera at `url` with every setting at its configuration default
-    /// (`camgate probe`, tests).
-    pub fn new(url: Url, credentials: Option<Credentials>, carrier: Carrier) -> Self {
-        SessionParams {
-            url,
-            credentials,
-            carrier,
-            udp_probe: None,
-            media_timeout: MEDIA_TIMEOUT,
-            connect_timeout: CONNECT_TIMEOUT,
-            network_cache: auto_network_cache(carrier),
-            socket_buffer_bytes: crate::config::DEFAULT_SOCKET_BUFFER_BYTES,
-            on_damage: OnDamage::default(),
-            refresh_timeout: None,
-            onvif: None,
-            tls_verify: true,
-        }
-    }
-
-    /// Camera `cfg` pulled from `url` (its own, a redirect's or the
-    /// simulator's) over `carrier`.
-    pub fn for_camera(cfg: &CameraConfig, url: Url, carrier: Carrier) -> Self {
-        SessionParams {
-            network_cache: cfg.network_cache(carrier == Carrier::Udp),
-            socket_buffer_bytes: cfg.socket_buffer_bytes,
-            on_damage: cfg.on_damage,
-            refresh_timeout: cfg.refresh_timeout,
-            tls_verify: cfg.tls_verify,
-            ..SessionParams::new(url, cfg.credentials.clone(), carrier)
-        }
-    }
-}
-
-/// How a session ended.
-#[derive(Debug)]
-pub enum SessionEnd {
-    /// Cancelled; TEARDOWN was sent.
-    Stopped,
-    /// The camera moved; connect there.
-    Redirect(Url),
-    /// Failed.
-    Failed(SessionError),
-}
-
-/// The result of [`run_session`].
-#[derive(Debug)]
-pub struct SessionOutcome {
-    /// How it ended.
-    pub end: SessionEnd,
-    /// How long media was playing (zero if it never did).
-    pub played: Duration,
-}
-
-/// Shared things a session writes to.
-pub struct SessionContext<'a> {
-    /// The camera's fan-out.
-    pub hub: &'a Hub,
-    /// The camera's counters.
-    pub stats: &'a CameraStats,
-    /// The camera's visible status.
-    pub status: &'a watch::Sender<CameraStatus>,
-    /// How many sessions this camera started, this one included: each
-    /// session gives consumers a new range of timelines, so they re-anchor
-    /// timestamps.
-    pub session_number: u64,
-    /// Stops the session (TEARDOWN is sent).
-    pub cancel: &'a CancellationToken,
-}
 
 /// Runs one session until it ends. Never panics on camera input.
 pub async fn run_session(params: &SessionParams, ctx: SessionContext<'_>) -> SessionOutcome {
@@ -427,23 +302,6 @@ impl Driver {
         Ok(None)
     }
 
-    /// Starts a reader task per UDP socket, and the gate that takes only
-    /// the camera's datagrams.
-    fn start_udp(&mut self, sockets: Vec<(usize, UdpSocket, UdpSocket)>) {
-        // Bounded: a flood of datagrams is dropped here, not queued.
-        let (tx, rx) = mpsc::channel(1024);
-        self.ingest = Some(UdpIngest::new(self.peer_ip, self.streams.len()));
-        for (n, rtp, rtcp) in sockets {
-            let rtcp = Arc::new(rtcp);
-            self.streams[n].rtcp_socket = Some(rtcp.clone());
-            self.udp_tasks
-                .spawn(udp_reader(Arc::new(rtp), UdpRole::Rtp(n), tx.clone()));
-            self.udp_tasks
-                .spawn(udp_reader(rtcp, UdpRole::Rtcp(n), tx.clone()));
-        }
-        self.udp_rx = Some(rx);
-    }
-
     async fn on_playing(&mut self, setups: Vec<StreamSetup>, ctx: &SessionContext<'_>) {
         let server_ports = apply_setups(&mut self.streams, setups, self.peer_ip);
         if let Some(ingest) = &mut self.ingest {
@@ -470,46 +328,6 @@ impl Driver {
         if self.rtcp.handle_timeout(now) {
             self.send_receiver_reports(ctx, now).await;
         }
-    }
-
-    /// One datagram from a UDP reader: taken only from the camera.
-    fn on_datagram(
-        &mut self,
-        role: UdpRole,
-        from: SocketAddr,
-        data: Bytes,
-        ctx: &SessionContext<'_>,
-    ) -> Result<(), SessionError> {
-        let now = Instant::now();
-        let (i, rtp) = match role {
-            UdpRole::Rtp(i) => (i, true),
-            UdpRole::Rtcp(i) => (i, false),
-        };
-        let Some(ingest) = &mut self.ingest else {
-            return Ok(());
-        };
-        match ingest.check(i, rtp, from, data.len(), now) {
-            Verdict::Accept => {}
-            Verdict::Reject { log } => {
-                CameraStats::add(&ctx.stats.rtp_packets_rejected, 1);
-                if let Some(count) = log {
-                    tracing::warn!(
-                        %from,
-                        count,
-                        "rejecting UDP datagrams that do not come from the camera"
-                    );
-                }
-                return Ok(());
-            }
-            Verdict::Flood(e) => return Err(SessionError::Rtsp(e)),
-        }
-        CameraStats::add(&ctx.stats.bytes_received, data.len() as u64);
-        if rtp {
-            self.on_rtp(i, data, now, ctx);
-        } else {
-            self.rtcp.handle_rtcp(i, &data, now);
-        }
-        Ok(())
     }
 
     /// One RTP packet of stream `i` from the camera.
@@ -561,65 +379,6 @@ impl Driver {
             if path.poll_timeout().is_some_and(|t| t <= now) {
                 let actions = path.on_timeout(now, &sink);
                 self.after_media(actions, now);
-            }
-        }
-    }
-
-    /// Asks the camera for a keyframe: RTCP PLI and FIR (RFC 4585, RFC 5104)
-    /// on the video stream's RTCP channel or port, and ONVIF
-    /// SetSynchronizationPoint where configured. The watchdog rate-limits.
-    async fn request_refresh(
-        &mut self,
-        params: &SessionParams,
-        ctx: &SessionContext<'_>,
-        now: Instant,
-    ) {
-        let Some(i) = self.streams.iter().position(|s| s.path.is_video()) else {
-            return;
-        };
-        let mut out = Vec::with_capacity(96);
-        let jitter = self.streams[i].path.jitter();
-        if !self.rtcp.write_refresh(i, jitter, now, &mut out) {
-            return;
-        }
-        self.send_rtcp(i, &out, ctx).await;
-        CameraStats::add(&ctx.stats.refresh_requests, 1);
-        tracing::debug!("asked the camera for a keyframe (PLI, FIR)");
-        if let (Some(onvif), None) = (&params.onvif, &self.onvif_inflight) {
-            let onvif = onvif.clone();
-            self.onvif_inflight = Some(Box::pin(async move {
-                onvif.lock().await.request_keyframe().await
-            }));
-        }
-    }
-
-    /// Sends one RTCP receiver report per stream (RFC 3550 6.4.2).
-    async fn send_receiver_reports(&mut self, ctx: &SessionContext<'_>, now: Instant) {
-        for i in 0..self.streams.len() {
-            let mut out = Vec::with_capacity(64);
-            let jitter = self.streams[i].path.jitter();
-            if self.rtcp.write_report(i, jitter, now, &mut out).is_some() {
-                self.send_rtcp(i, &out, ctx).await;
-            }
-        }
-        if self.flush().await.is_err() {
-            // The read side sees the broken connection next.
-            CameraStats::add(&ctx.stats.rtcp_send_errors, 1);
-        }
-    }
-
-    /// Sends an RTCP packet for stream `i`: on its interleaved channel over
-    /// TCP (queued; the loop flushes), or to the camera's RTCP port over
-    /// UDP. A failed send is counted, not fatal (the media deadline judges
-    /// the link).
-    async fn send_rtcp(&mut self, i: usize, packet: &[u8], ctx: &SessionContext<'_>) {
-        let stream = &self.streams[i];
-        if let Some((_, rtcp_channel)) = stream.channels {
-            self.client.send_interleaved(rtcp_channel, packet);
-        } else if let (Some(sock), Some(dest)) = (&stream.rtcp_socket, stream.rtcp_dest) {
-            if let Err(e) = sock.send_to(packet, dest).await {
-                CameraStats::add(&ctx.stats.rtcp_send_errors, 1);
-                tracing::debug!(error = %e, %dest, "RTCP send failed");
             }
         }
     }

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use super::error::SessionError;
 use super::hub::{AudioInfo, StreamInfo};
 use super::media::{describe_video, MediaPath};
-use super::session::{Carrier, SessionContext, SessionParams};
+use super::params::{Carrier, SessionContext, SessionParams};
 use super::udp::{bind_udp_pair, record_buffer, set_receive_buffer};
 use crate::h264::ParameterSets;
 use crate::redact::redact_url;
