@@ -107,6 +107,10 @@ enum Command {
         /// Drop the connection every this many seconds (0: never).
         #[arg(long, default_value_t = 0.0)]
         reboot_every_s: f64,
+        /// End a playing session that sent no RTCP receiver report for this
+        /// many seconds (0: never), as some firmware does.
+        #[arg(long, default_value_t = 0.0)]
+        require_rr_s: f64,
         /// SPS/PPS only in the SDP, never in band.
         #[arg(long)]
         sprop_only: bool,
@@ -270,6 +274,7 @@ async fn sim(command: Command) -> ExitCode {
         ssrc_change_every_s,
         timestamp_jump_every_s,
         reboot_every_s,
+        require_rr_s,
         sprop_only,
         no_honour_pli,
     } = command
@@ -289,6 +294,7 @@ async fn sim(command: Command) -> ExitCode {
         ssrc_change_every_s,
         timestamp_jump_every_s,
         reboot_every_s,
+        require_rr_s,
         sprop_only,
         honour_pli: !no_honour_pli,
     };

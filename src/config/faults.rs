@@ -36,6 +36,10 @@ pub struct Faults {
     pub timestamp_jump_every_s: f64,
     /// Every this many seconds, the camera drops the connection (reboot).
     pub reboot_every_s: f64,
+    /// A playing session that received no RTCP receiver report from the
+    /// client for this many seconds is ended (TCP: the connection is
+    /// dropped; UDP: the session stops sending), as some firmware does.
+    pub require_rr_s: f64,
     /// SPS and PPS only in the SDP, never in band.
     pub sprop_only: bool,
     /// Honour RTCP PLI/FIR by jumping to the clip's next IDR at once. The
@@ -59,6 +63,7 @@ impl Default for Faults {
             ssrc_change_every_s: 0.0,
             timestamp_jump_every_s: 0.0,
             reboot_every_s: 0.0,
+            require_rr_s: 0.0,
             sprop_only: false,
             honour_pli: true,
         }
@@ -78,7 +83,7 @@ enum Kind {
 }
 
 /// The query keys, in the order [`Faults::to_query`] writes them.
-const KEYS: [(&str, Kind); 14] = [
+const KEYS: [(&str, Kind); 15] = [
     ("seed", Kind::Integer),
     ("truncate", Kind::Probability),
     ("truncate_resend", Kind::Probability),
@@ -91,6 +96,7 @@ const KEYS: [(&str, Kind); 14] = [
     ("ssrc_change_every_s", Kind::Seconds),
     ("timestamp_jump_every_s", Kind::Seconds),
     ("reboot_every_s", Kind::Seconds),
+    ("require_rr_s", Kind::Seconds),
     ("sprop_only", Kind::Flag),
     ("honour_pli", Kind::Flag),
 ];
@@ -168,6 +174,7 @@ impl Faults {
             "ssrc_change_every_s" => self.ssrc_change_every_s.to_string(),
             "timestamp_jump_every_s" => self.timestamp_jump_every_s.to_string(),
             "reboot_every_s" => self.reboot_every_s.to_string(),
+            "require_rr_s" => self.require_rr_s.to_string(),
             "sprop_only" => flag(self.sprop_only),
             "honour_pli" => flag(self.honour_pli),
             _ => String::new(),
@@ -189,6 +196,7 @@ impl Faults {
             ("ssrc_change_every_s", Value::Real(x)) => self.ssrc_change_every_s = x,
             ("timestamp_jump_every_s", Value::Real(x)) => self.timestamp_jump_every_s = x,
             ("reboot_every_s", Value::Real(x)) => self.reboot_every_s = x,
+            ("require_rr_s", Value::Real(x)) => self.require_rr_s = x,
             ("sprop_only", Value::Flag(b)) => self.sprop_only = b,
             ("honour_pli", Value::Flag(b)) => self.honour_pli = b,
             _ => {}
@@ -257,6 +265,7 @@ mod tests {
             ssrc_change_every_s: 3.0,
             timestamp_jump_every_s: 4.0,
             reboot_every_s: 60.0,
+            require_rr_s: 8.0,
             sprop_only: true,
             honour_pli: false,
         };
@@ -280,6 +289,7 @@ mod tests {
             ("udp_loss=-0.1", "udp_loss"),
             ("stall_every_s=inf", "stall_every_s"),
             ("stall_ms=-5", "stall_ms"),
+            ("require_rr_s=-1", "require_rr_s"),
             ("seed=x", "seed"),
             ("honour_pli=maybe", "honour_pli"),
         ] {

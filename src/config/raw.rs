@@ -189,6 +189,7 @@ pub(super) struct RawFaults {
     pub ssrc_change_every_s: Option<Spanned<Number>>,
     pub timestamp_jump_every_s: Option<Spanned<Number>>,
     pub reboot_every_s: Option<Spanned<Number>>,
+    pub require_rr_s: Option<Spanned<Number>>,
     pub stall_ms: Option<Spanned<i64>>,
     pub sprop_only: Option<bool>,
     pub honour_pli: Option<bool>,

@@ -196,7 +196,7 @@ fn unknown_fields() {
     assert_err(
         "# top\nlisten = \"x\"\n",
         2,
-        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `auth`, `webrtc`, `camera`"],
+        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `auth`, `webrtc`, `rtsp_server`, `camera`"],
     );
     assert_err(
         "[server]\nlisten = \"127.0.0.1:1\"\nport = 1\n",
@@ -629,7 +629,10 @@ fn debug_hides_passwords() {
     let shown = format!("{c:?} {:#?}", c.cameras);
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(!shown.contains("from-env"), "{shown}");
-    assert!(shown.contains("(\"admin\", \"***\")"), "{shown}");
+    assert!(
+        shown.contains("Credentials { username: \"admin\", password: \"***\" }"),
+        "{shown}"
+    );
     assert!(
         shown.contains("ad@min"),
         "user names are not secret: {shown}"
@@ -999,6 +1002,7 @@ stall_ms = 60000
 ssrc_change_every_s = 12.5
 timestamp_jump_every_s = 0.5
 reboot_every_s = 600
+require_rr_s = 8
 sprop_only = true
 honour_pli = false
 
@@ -1021,6 +1025,7 @@ destination = "127.0.0.1:5004"
             ssrc_change_every_s: 12.5,
             timestamp_jump_every_s: 0.5,
             reboot_every_s: 600.0,
+            require_rr_s: 8.0,
             sprop_only: true,
             honour_pli: false,
         })
@@ -1126,6 +1131,7 @@ fn faults_errors() {
         "ssrc_change_every_s",
         "timestamp_jump_every_s",
         "reboot_every_s",
+        "require_rr_s",
     ] {
         ok(&f(&format!("{key} = 0\n")));
         ok(&f(&format!("{key} = 86400.5\n")));
@@ -1197,7 +1203,8 @@ fn debug_shows_new_fields() {
         "socket_buffer_bytes: 2097152",
         "on_damage: DropUntilKeyframe",
         "refresh_timeout: None",
-        "onvif_url: Some(\"http://192.0.2.10/onvif/device_service\")",
+        "onvif_url: Some(Url { scheme: \"http\"",
+        "path: \"/onvif/device_service\"",
         "seed: 9",
     ] {
         assert!(shown.contains(part), "{part:?} not in {shown}");

@@ -449,6 +449,7 @@ fn faults(raw: &RawFaults, who: &str, src: &Source<'_>) -> Result<Faults, Config
             &mut f.timestamp_jump_every_s,
         ),
         (&raw.reboot_every_s, "reboot_every_s", &mut f.reboot_every_s),
+        (&raw.require_rr_s, "require_rr_s", &mut f.require_rr_s),
     ];
     for (value, field, slot) in periods {
         if let Some(v) = value {

@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::debug;
 
+use super::control::bump;
 use super::describe::{self, RequestedTransport};
 use super::faults::Faults;
 use super::inject::{FaultySession, Tick};
@@ -189,6 +190,10 @@ impl Conn {
                         }
                         Tick::Reboot => {
                             debug!(peer = %self.peer, "sim: simulated reboot, dropping the connection");
+                            return Ok(());
+                        }
+                        Tick::NoReceiverReport => {
+                            debug!(peer = %self.peer, "sim: no RTCP receiver report, dropping the connection");
                             return Ok(());
                         }
                     }
@@ -419,18 +424,21 @@ impl Conn {
                     // One TCP session per connection; a second SETUP
                     // without its id is a client bug.
                     (Some(_), None) => return Reply::new(StatusCode::MethodNotValidInThisState),
-                    (None, _) => self.tcp.insert(TcpSession {
-                        id: new_session_id(),
-                        media: FaultySession::new(
-                            Streamer::new(clip::clip()),
-                            &camera,
-                            faults,
-                            self.shared.stats.clone(),
-                            &self.shared.registry,
-                        ),
-                        ticker: None,
-                        stall_until: None,
-                    }),
+                    (None, _) => {
+                        bump(&self.shared.stats.counters().tcp_sessions);
+                        self.tcp.insert(TcpSession {
+                            id: new_session_id(),
+                            media: FaultySession::new(
+                                Streamer::new(clip::clip()),
+                                &camera,
+                                faults,
+                                self.shared.stats.clone(),
+                                &self.shared.registry,
+                            ),
+                            ticker: None,
+                            stall_until: None,
+                        })
+                    }
                 };
                 if s.media.streamer.has(track) || s.ticker.is_some() {
                     return Reply::new(StatusCode::MethodNotValidInThisState);

@@ -1,6 +1,7 @@
 //! Handles on a running sim from outside its sessions: the keyframe trigger
 //! (what ONVIF `SetSynchronizationPoint` calls) and the counters of injected
-//! faults, so tests compare what camgate detected with what was injected.
+//! faults (and of sessions by transport), so tests compare what camgate
+//! detected with what was injected.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,12 @@ pub(crate) struct Counters {
     pub(crate) reboots: AtomicU64,
     /// [`FaultCounts::keyframe_requests_honoured`].
     pub(crate) keyframe_requests_honoured: AtomicU64,
+    /// [`FaultCounts::rr_timeouts`].
+    pub(crate) rr_timeouts: AtomicU64,
+    /// [`FaultCounts::tcp_sessions`].
+    pub(crate) tcp_sessions: AtomicU64,
+    /// [`FaultCounts::udp_sessions`].
+    pub(crate) udp_sessions: AtomicU64,
 }
 
 /// A copy of the fault counters at one moment.
@@ -70,6 +77,14 @@ pub struct FaultCounts {
     pub reboots: u64,
     /// PLI/FIR/trigger requests a session acted on (jumped to an IDR).
     pub keyframe_requests_honoured: u64,
+    /// Sessions ended because the client sent no RTCP receiver report for
+    /// `require_rr_s`.
+    pub rr_timeouts: u64,
+    /// Sessions set up with TCP interleaved media (not a fault: tells a
+    /// test which transport a client chose, and how often it came back).
+    pub tcp_sessions: u64,
+    /// Sessions set up with UDP media (likewise).
+    pub udp_sessions: u64,
 }
 
 impl FaultStats {
@@ -90,6 +105,9 @@ impl FaultStats {
             timestamp_jumps: get(&c.timestamp_jumps),
             reboots: get(&c.reboots),
             keyframe_requests_honoured: get(&c.keyframe_requests_honoured),
+            rr_timeouts: get(&c.rr_timeouts),
+            tcp_sessions: get(&c.tcp_sessions),
+            udp_sessions: get(&c.udp_sessions),
         }
     }
 

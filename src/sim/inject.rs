@@ -1,8 +1,9 @@
 //! Fault injection of one sim session: decides, from a seeded generator,
 //! which packets are cut short, lost, reordered or duplicated, where garbage
 //! goes, and when the camera stalls, restarts its encoder, steps its clock
-//! or reboots; and answers RTCP PLI/FIR (RFC 4585 section 6.3.1, RFC 5104
-//! section 4.3.1). Sans-IO: no sockets, no clocks; decisions depend only on
+//! or reboots; answers RTCP PLI/FIR (RFC 4585 section 6.3.1, RFC 5104
+//! section 4.3.1); and, with `require_rr_s`, ends a session whose client
+//! sends no receiver reports (RFC 3550 section 6.4.2). Sans-IO: no sockets, no clocks; decisions depend only on
 //! the seed, the camera name and the packets, so runs repeat.
 
 use std::collections::VecDeque;
@@ -31,6 +32,9 @@ const KEYFRAME_BIAS: f64 = 3.0;
 
 /// RTCP payload-specific feedback (RFC 4585 section 6.1).
 const RTCP_PSFB: u8 = 206;
+
+/// RTCP receiver report (RFC 3550 section 6.4.2).
+const RTCP_RR: u8 = 201;
 
 /// 64-bit FNV-1a of a camera name: stable across builds and platforms,
 /// unlike `DefaultHasher`, so a seed means the same faults everywhere.
@@ -69,6 +73,9 @@ pub(crate) enum Tick {
     /// Drop the connection (TCP) or end the session (UDP), as a camera
     /// that reboots.
     Reboot,
+    /// The client sent no RTCP receiver report for `require_rr_s`: end the
+    /// session as [`Tick::Reboot`] does, as firmware that wants RRs does.
+    NoReceiverReport,
 }
 
 /// One datagram to send, in order.
@@ -125,6 +132,9 @@ pub(crate) struct FaultySession {
     registration: Option<Registration>,
     /// UDP packets held back for reordering, oldest first.
     held: VecDeque<Held>,
+    /// The tick at which the last RTCP receiver report came (0 before any:
+    /// the wait starts with the first frame).
+    last_rr_tick: u64,
 }
 
 /// Periods of the periodic faults, in frames (0: never).
@@ -138,6 +148,8 @@ struct Periods {
     timestamp: u64,
     /// Between reboots.
     reboot: u64,
+    /// Longest time without a receiver report before the session ends.
+    require_rr: u64,
 }
 
 impl FaultySession {
@@ -161,6 +173,7 @@ impl FaultySession {
             ssrc: period_frames(faults.ssrc_change_every_s),
             timestamp: period_frames(faults.timestamp_jump_every_s),
             reboot: period_frames(faults.reboot_every_s),
+            require_rr: period_frames(faults.require_rr_s),
         };
         // The ONVIF trigger is honoured even when RTCP is not: many real
         // cameras ignore PLI/FIR yet obey SetSynchronizationPoint.
@@ -175,6 +188,7 @@ impl FaultySession {
             keyframe_wanted: false,
             registration,
             held: VecDeque::new(),
+            last_rr_tick: 0,
         }
     }
 
@@ -191,6 +205,11 @@ impl FaultySession {
         if due(self.periods.reboot) {
             bump(&self.counters().reboots);
             return Tick::Reboot;
+        }
+        let rr = self.periods.require_rr;
+        if rr > 0 && t - self.last_rr_tick > rr {
+            bump(&self.counters().rr_timeouts);
+            return Tick::NoReceiverReport;
         }
         if due(self.periods.ssrc) {
             let (ssrc, seq) = (self.rng.random(), self.rng.random());
@@ -231,9 +250,13 @@ impl FaultySession {
         self.streamer.write_next(wall, out, packets)
     }
 
-    /// Takes RTCP from the client (a compound packet): a PLI or FIR makes
-    /// the next frame an IDR when the faults honour PLI.
+    /// Takes RTCP from the client (a compound packet): a receiver report
+    /// restarts the `require_rr_s` wait; a PLI or FIR makes the next frame
+    /// an IDR when the faults honour PLI.
     pub(crate) fn handle_rtcp(&mut self, rtcp: &[u8]) {
+        if has_receiver_report(rtcp) {
+            self.last_rr_tick = self.ticks;
+        }
         if self.faults.honour_pli && is_keyframe_request(rtcp) {
             self.keyframe_wanted = true;
             bump(&self.counters().keyframe_requests_honoured);
@@ -424,13 +447,25 @@ impl FaultySession {
 
 /// True when a compound RTCP packet holds a PLI (PT 206, FMT 1) or a FIR
 /// (PT 206, FMT 4). Stops at the first malformed header.
-pub(crate) fn is_keyframe_request(mut rtcp: &[u8]) -> bool {
+pub(crate) fn is_keyframe_request(rtcp: &[u8]) -> bool {
+    any_rtcp(rtcp, |pt, fmt| pt == RTCP_PSFB && (fmt == 1 || fmt == 4))
+}
+
+/// True when a compound RTCP packet holds a receiver report (PT 201, with
+/// or without report blocks). Stops at the first malformed header.
+fn has_receiver_report(rtcp: &[u8]) -> bool {
+    any_rtcp(rtcp, |pt, _| pt == RTCP_RR)
+}
+
+/// True when one packet of a compound RTCP packet has a `(PT, FMT)` that
+/// `wanted` accepts; the packets after a malformed header are not looked
+/// at (their length cannot be trusted).
+fn any_rtcp(mut rtcp: &[u8], wanted: impl Fn(u8, u8) -> bool) -> bool {
     while rtcp.len() >= 4 {
         if rtcp[0] >> 6 != 2 {
             return false;
         }
-        let fmt = rtcp[0] & 0x1f;
-        if rtcp[1] == RTCP_PSFB && (fmt == 1 || fmt == 4) {
+        if wanted(rtcp[1], rtcp[0] & 0x1f) {
             return true;
         }
         let len = (usize::from(u16::from_be_bytes([rtcp[2], rtcp[3]])) + 1) * 4;
@@ -616,6 +651,47 @@ mod tests {
     }
 
     #[test]
+    fn sessions_without_receiver_reports_end_after_require_rr_s() {
+        let rr = [0x80, 201, 0, 1, 1, 2, 3, 4];
+        let sr_only = [0x80, 200, 0, 1, 1, 2, 3, 4];
+        let faults = Faults {
+            require_rr_s: 2.0,
+            ..Faults::default()
+        };
+        // 2 s is 50 frames: the 51st tick without a report ends the session.
+        let (mut s, stats) = session("cam", faults.clone(), true);
+        let ticks: Vec<Tick> = (0..51).map(|_| s.tick()).collect();
+        assert!(ticks[..50].iter().all(|t| *t == Tick::Send));
+        assert_eq!(ticks[50], Tick::NoReceiverReport);
+        assert_eq!(stats.snapshot().rr_timeouts, 1);
+
+        // A report every second keeps it going; other RTCP does not count.
+        let (mut s, stats) = session("cam", faults, false);
+        for n in 1..=500 {
+            if n % 25 == 0 {
+                s.handle_rtcp(&rr);
+            } else {
+                s.handle_rtcp(&sr_only);
+            }
+            assert_eq!(s.tick(), Tick::Send, "tick {n}");
+        }
+        for _ in 0..25 {
+            s.handle_rtcp(&sr_only);
+            s.handle_rtcp(&[0x80, 201]);
+            assert_eq!(s.tick(), Tick::Send);
+        }
+        // The last report came before tick 500: tick 550 is one too many.
+        let last: Vec<Tick> = (0..25).map(|_| s.tick()).collect();
+        assert!(last[..24].iter().all(|t| *t == Tick::Send));
+        assert_eq!(last[24], Tick::NoReceiverReport);
+        assert_eq!(stats.snapshot().rr_timeouts, 1);
+
+        // Off by default.
+        let (mut s, _) = session("cam", Faults::default(), true);
+        assert!((0..1000).all(|_| s.tick() == Tick::Send));
+    }
+
+    #[test]
     fn extreme_settings_do_not_panic() {
         let faults = Faults {
             truncate: 1.0,
@@ -629,6 +705,7 @@ mod tests {
             ssrc_change_every_s: 1e-9,
             timestamp_jump_every_s: -1.0,
             reboot_every_s: f64::NAN,
+            require_rr_s: f64::INFINITY,
             ..Faults::default()
         };
         let (wire, stats) = tcp_run("cam", faults.clone(), 60);

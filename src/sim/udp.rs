@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, trace};
 
+use super::control::bump;
 use super::faults::Faults;
 use super::inject::{Datagram, FaultySession, Tick};
 use super::stream::{PacketRef, RtpInfo, StreamState, Streamer, FRAME_PERIOD};
@@ -124,6 +125,7 @@ pub(crate) fn start(
     camera: &str,
     faults: Faults,
 ) -> Arc<UdpHandle> {
+    bump(&shared.stats.counters().udp_sessions);
     let (tx, rx) = mpsc::channel(8);
     let handle = Arc::new(UdpHandle {
         last_alive: AtomicU64::new(shared.now_ms()),
@@ -240,6 +242,7 @@ impl Session {
                             continue;
                         }
                         Tick::Reboot => break "simulated reboot",
+                        Tick::NoReceiverReport => break "no RTCP receiver report",
                     }
                     self.send_frame(&mut out, &mut packets, &mut sends).await;
                 }
