@@ -98,6 +98,11 @@ pub(super) async fn run_camera(task: CameraTask) {
     let mut demand = Demand::new(&cfg, &consumers);
     // Sessions started, for their timelines (see SessionContext).
     let mut sessions = 0u64;
+    // In auto mode: whether UDP delivered nothing for this camera. Kept for
+    // the task's life (restarts, reconnects, idle periods), so the camera
+    // goes straight to TCP until the gateway restarts or the camera's
+    // configuration changes (which starts a new task).
+    let mut udp_failed = false;
     'camera: loop {
         if cfg.on_demand {
             set_state(&status, CameraState::Idle, None);
@@ -112,9 +117,6 @@ pub(super) async fn run_camera(task: CameraTask) {
             tracing::info!("wanted: pulling the camera");
         }
         let mut url = configured.clone();
-        // In auto mode: whether UDP failed for this camera (remembered
-        // until the gateway restarts, the camera is restarted or goes idle).
-        let mut udp_failed = false;
         let mut backoff = BACKOFF_MIN;
         let mut redirects = 0;
         loop {
@@ -173,7 +175,6 @@ pub(super) async fn run_camera(task: CameraTask) {
                         Interruption::Restart => {
                             stats.add_reconnect("restart");
                             tracing::info!("restart requested");
-                            udp_failed = false;
                             backoff = BACKOFF_MIN;
                             redirects = 0;
                             url = configured.clone();
@@ -239,7 +240,6 @@ pub(super) async fn run_camera(task: CameraTask) {
                     Interruption::Idle => continue 'camera,
                     Interruption::Restart => {
                         tracing::info!("restart requested");
-                        udp_failed = false;
                         backoff = BACKOFF_MIN;
                         redirects = 0;
                         url = configured.clone();
