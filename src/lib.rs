@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod camera;
 pub mod codec_info;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod credentials;
 pub mod egress;
 pub mod gateway;
 pub mod h264;
+pub mod h265;
 pub mod health;
 pub mod http;
 pub mod metrics;

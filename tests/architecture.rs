@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rtsp", 2),
     // Configuration and the clients the camera task drives.
     ("config", 3),
+    ("h265", 3),
     ("onvif", 3),
     // One task per camera: session driver, supervisor, hub, consumers.
     ("camera", 4),
