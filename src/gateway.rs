@@ -61,6 +61,28 @@ pub async fn run_with_store(
             None
         }
     };
+    // Like WebRTC: without its port the gateway still runs; the log says
+    // why recorders cannot pull.
+    let rtsp_tls = listener_setup.tls.as_ref().map(|t| t.acceptor());
+    let rtsp_auth = listener_setup.auth.clone();
+    if config.rtsp_server.enabled {
+        match crate::egress::rtsp::RtspServer::bind(
+            &config.rtsp_server,
+            rtsp_tls,
+            supervisor.clone(),
+            rtsp_auth,
+        )
+        .await
+        {
+            Ok(server) => {
+                tasks.spawn(server.run(shutdown.clone()));
+            }
+            Err(e) => tracing::error!(
+                listen = %config.rtsp_server.listen,
+                "the RTSP server is off: {e}; set [rtsp_server] listen, or enabled = false"
+            ),
+        }
+    }
     let mut state = AppState::new(supervisor.clone(), listener_setup);
     if let Some(w) = &webrtc {
         state = state.with_webrtc(w.clone());

@@ -62,7 +62,7 @@ enum Command {
     /// Serve simulated cameras over RTSP: every path /NAME is a camera.
     Sim {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8554")]
+        #[arg(long, default_value = "127.0.0.1:8555")]
         listen: SocketAddr,
         /// Require this user name (Digest auth).
         #[arg(long, requires = "password")]

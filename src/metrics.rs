@@ -348,19 +348,27 @@ fn camera(s: &mut Scrape, cam: &CameraHandle) {
         c,
         cam.consumers.count(ConsumerKind::Rtp) as f64,
     );
+    s.gauge(
+        "camgate_rtsp_clients",
+        "RTSP clients (sessions of the RTSP server) of the camera now.",
+        None,
+        c,
+        cam.consumers.count(ConsumerKind::Rtsp) as f64,
+    );
     for (kind, packets, bytes) in [
         ("rtp", &stats.egress_packets, &stats.egress_bytes),
+        ("rtsp", &stats.rtsp_packets, &stats.rtsp_bytes),
         ("viewer", &stats.viewer_packets, &stats.viewer_bytes),
     ] {
         s.counter(
             "camgate_egress_packets_total",
-            "RTP packets sent to consumers, by kind (rtp: rtp_out, viewer: WebRTC).",
+            "RTP packets sent to consumers, by kind (rtp: rtp_out, rtsp: RTSP clients, viewer: WebRTC).",
             &[("camera", id), ("kind", kind)],
             get(packets),
         );
         s.counter(
             "camgate_egress_bytes_total",
-            "RTP bytes sent to consumers, by kind (rtp: rtp_out, viewer: WebRTC before SRTP).",
+            "RTP bytes sent to consumers, by kind (rtp: rtp_out, rtsp: RTSP clients, viewer: WebRTC before SRTP).",
             &[("camera", id), ("kind", kind)],
             get(bytes),
         );

@@ -20,6 +20,8 @@ pub enum ConsumerKind {
     Viewer,
     /// A configured plain-RTP destination.
     Rtp,
+    /// An RTSP client of the RTSP server (a recorder, a VMS, a player).
+    Rtsp,
 }
 
 /// One receiver of a camera, shared between its task and the registry.

@@ -115,6 +115,10 @@ pub struct CameraStats {
     pub egress_bytes: AtomicU64,
     /// Frames a consumer skipped because it fell behind.
     pub consumer_frames_skipped: AtomicU64,
+    /// RTP packets sent to RTSP clients.
+    pub rtsp_packets: AtomicU64,
+    /// RTP bytes sent to RTSP clients (with interleaved framing over TCP).
+    pub rtsp_bytes: AtomicU64,
     /// RTP packets sent to WebRTC viewers.
     pub viewer_packets: AtomicU64,
     /// RTP bytes sent to WebRTC viewers (before SRTP).
@@ -174,6 +178,8 @@ pub struct StatsSnapshot {
     pub egress_packets: u64,
     pub egress_bytes: u64,
     pub consumer_frames_skipped: u64,
+    pub rtsp_packets: u64,
+    pub rtsp_bytes: u64,
     pub viewer_packets: u64,
     pub viewer_bytes: u64,
     pub viewer_plis: u64,
@@ -313,6 +319,8 @@ impl CameraStats {
             egress_packets: self.egress_packets.load(Relaxed),
             egress_bytes: self.egress_bytes.load(Relaxed),
             consumer_frames_skipped: self.consumer_frames_skipped.load(Relaxed),
+            rtsp_packets: self.rtsp_packets.load(Relaxed),
+            rtsp_bytes: self.rtsp_bytes.load(Relaxed),
             viewer_packets: self.viewer_packets.load(Relaxed),
             viewer_bytes: self.viewer_bytes.load(Relaxed),
             viewer_plis: self.viewer_plis.load(Relaxed),

@@ -3,5 +3,6 @@
 
 pub(crate) mod clock;
 pub mod rtp;
+pub mod rtsp;
 
 pub mod webrtc;
