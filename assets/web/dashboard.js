@@ -197,12 +197,13 @@ const camgateDashboard = (() => {
     const loss = (s.fraction_lost * 100).toFixed(1) + "%" + (s.packets_lost ? ` (${s.packets_lost})` : "");
     const parts = [rate === null ? "…" : bitrate(Math.max(0, rate)), s.packets_sent + " pkts"];
     if (s.kind === "viewer") parts.push("PLI " + s.plis, "NACK " + s.nacks, "RTT " + rtt, "loss " + loss);
+    else if (s.kind === "rtsp") parts.push("PLI " + s.plis, "RTT " + rtt, "loss " + loss, "skipped " + s.skips + "×");
     else parts.push("skipped to a keyframe " + s.skips + "×");
     return parts.join(" · ");
   }
 
   function sessionBox(camera, s, y, flow, rate, own) {
-    const who = s.kind === "viewer" ? "viewer" : "RTP";
+    const who = s.kind === "viewer" ? "viewer" : s.kind === "rtsp" ? "RTSP" : "RTP";
     const head = [who, s.remote || "…", s.state.replace(/_/g, " ")];
     if (own) head.push("this page");
     const g = svg("g", {
@@ -244,12 +245,12 @@ const camgateDashboard = (() => {
   }
 
   function fill(p, camera, s) {
-    const who = s.kind === "viewer" ? "viewer" : "RTP consumer";
+    const who = s.kind === "viewer" ? "viewer" : s.kind === "rtsp" ? "RTSP client" : "RTP consumer";
     p.title.textContent = `${camera}: ${who} ${s.remote || ""} · session ${s.id.slice(0, 8)} · ${s.state.replace(/_/g, " ")}`;
-    const offer = s.offer || (s.kind === "rtp" ? "(none: an RTP consumer makes no offer)" : "(none)");
+    const offer = s.offer || (s.kind === "rtp" ? "(none: an RTP consumer makes no offer)" : s.kind === "rtsp" ? "(none: an RTSP client makes no offer)" : "(none)");
     const answer = s.answer || "(no answer yet)";
     p.offerHead.textContent = s.kind === "rtp" ? "offer" : "offer (from the viewer)";
-    p.answerHead.textContent = s.kind === "rtp" ? "SDP of the RTP stream (GET /cameras/ID.sdp)" : "answer (from camgate)";
+    p.answerHead.textContent = s.kind === "rtp" ? "SDP of the RTP stream (GET /cameras/ID.sdp)" : s.kind === "rtsp" ? "SDP of the DESCRIBE answer" : "answer (from camgate)";
     if (p.offer.textContent !== offer) p.offer.textContent = offer;
     if (p.answer.textContent !== answer) p.answer.textContent = answer;
   }

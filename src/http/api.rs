@@ -52,6 +52,8 @@ struct CameraView {
     viewers: usize,
     /// `rtp_out` consumers.
     rtp_consumers: usize,
+    /// Clients of the RTSP server.
+    rtsp_clients: usize,
 }
 
 fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
@@ -70,6 +72,7 @@ fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
         consumers: cam.hub.consumers(),
         viewers: cam.consumers.count(ConsumerKind::Viewer),
         rtp_consumers: cam.consumers.count(ConsumerKind::Rtp),
+        rtsp_clients: cam.consumers.count(ConsumerKind::Rtsp),
     }
 }
 

@@ -337,16 +337,7 @@ impl Connection {
             }
         };
         let base = content_base(&req.uri, &target.camera);
-        let ip = self.local.ip();
-        let (net, addr) = match ip {
-            IpAddr::V4(_) => ("IP4", ip.to_string()),
-            IpAddr::V6(_) => ("IP6", ip.to_string()),
-        };
-        let mut sdp = format!(
-            "v=0\r\no=- 0 0 IN {net} {addr}\r\ns=camgate {}\r\nc=IN {net} 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=0-\r\n",
-            cam.config.id
-        );
-        crate::egress::rtp::write_media(&mut sdp, &info, [0, 0], true);
+        let sdp = describe_sdp(&cam.config.id, &info, self.local.ip());
         Answer::new(200)
             .header("Content-Base", base)
             .body("application/sdp", sdp)
@@ -447,6 +438,8 @@ impl Connection {
             );
             consumer.set_remote(self.peer.to_string());
             consumer.set_state("ready");
+            *consumer.answer.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(describe_sdp(&cam.config.id, &info, self.local.ip()));
             let guard = cam.consumers.register(consumer);
             self.describing = None;
             let timeout = self.shared.config.session_timeout;
@@ -747,6 +740,17 @@ async fn wait_for_video(cam: &CameraHandle) -> Option<crate::camera::StreamInfo>
             return None;
         }
     }
+}
+
+/// The SDP of a DESCRIBE answer: the repaired stream as camgate sends it,
+/// one `a=control` per track.
+fn describe_sdp(camera: &str, info: &crate::camera::StreamInfo, local: IpAddr) -> String {
+    let net = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let mut sdp = format!(
+        "v=0\r\no=- 0 0 IN {net} {local}\r\ns=camgate {camera}\r\nc=IN {net} 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=0-\r\n"
+    );
+    crate::egress::rtp::write_media(&mut sdp, info, [0, 0], true);
+    sdp
 }
 
 /// Whether the request's `Session` header names `id`.
