@@ -67,7 +67,7 @@ pub struct SessionParams {
     pub on_damage: OnDamage,
     /// How long the picture may stay frozen after damage before the session
     /// is restarted; `None`: automatic (see
-    /// [`crate::config::CameraConfig::refresh_timeout_for`]).
+    /// [`crate::config::refresh_timeout_for`]).
     pub refresh_timeout: Option<Duration>,
     /// ONVIF client for SetSynchronizationPoint, shared across sessions so
     /// its discovery is cached.

@@ -25,7 +25,7 @@ pub struct Limits {
     pub udp_probe: Option<Duration>,
     /// How long the picture may stay frozen after damage before the
     /// session is restarted; `None`: automatic from the measured GOP (see
-    /// [`crate::config::CameraConfig::refresh_timeout_for`]).
+    /// [`crate::config::refresh_timeout_for`]).
     pub refresh_timeout: Option<Duration>,
 }
 
@@ -143,13 +143,10 @@ impl Watchdog {
         true
     }
 
-    /// The refresh timeout in force: the configured one, or twice the
-    /// measured GOP, at least [`crate::config::AUTO_REFRESH_TIMEOUT_MIN`].
+    /// The refresh timeout in force, from the configured one and the
+    /// measured GOP ([`crate::config::refresh_timeout_for`]).
     pub fn refresh_timeout(&self) -> Duration {
-        self.limits.refresh_timeout.unwrap_or_else(|| {
-            let min = crate::config::AUTO_REFRESH_TIMEOUT_MIN;
-            self.gop.map_or(min, |g| g.saturating_mul(2).max(min))
-        })
+        crate::config::refresh_timeout_for(self.limits.refresh_timeout, self.gop)
     }
 
     fn media_deadline(&self) -> Option<Instant> {

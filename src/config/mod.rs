@@ -162,9 +162,10 @@ pub struct CameraConfig {
     /// What to do with damaged pictures; default drop until keyframe (from
     /// `[defaults]` when set there).
     pub on_damage: OnDamage,
-    /// How long to wait for a keyframe after asking for one before asking
-    /// again, 1..=600 s (from `[defaults]` when set there). `None`:
-    /// automatic, see [`CameraConfig::refresh_timeout_for`].
+    /// How long the picture may stay frozen after damage, with keyframe
+    /// requests repeated meanwhile, before the session is restarted (a new
+    /// session starts with a keyframe), 1..=600 s (from `[defaults]` when
+    /// set there). `None`: automatic, see [`refresh_timeout_for`].
     pub refresh_timeout: Option<Duration>,
     /// The camera's ONVIF device service (`http://host[:port]/path`, no
     /// credentials: the camera's are used), to ask for a keyframe with
@@ -196,17 +197,18 @@ impl CameraConfig {
             None => Duration::ZERO,
         }
     }
+}
 
-    /// The keyframe refresh timeout to use: `refresh_timeout` when set,
-    /// else twice the measured GOP duration (when known), at least
-    /// [`AUTO_REFRESH_TIMEOUT_MIN`].
-    pub fn refresh_timeout_for(&self, gop: Option<Duration>) -> Duration {
-        self.refresh_timeout.unwrap_or_else(|| {
-            gop.map_or(AUTO_REFRESH_TIMEOUT_MIN, |g| {
-                g.saturating_mul(2).max(AUTO_REFRESH_TIMEOUT_MIN)
-            })
+/// The refresh timeout in force (see [`CameraConfig::refresh_timeout`]):
+/// `configured` when set, else twice the measured GOP duration (when
+/// known), at least [`AUTO_REFRESH_TIMEOUT_MIN`]. The one place the
+/// automatic rule is written; the session watchdog calls it.
+pub fn refresh_timeout_for(configured: Option<Duration>, gop: Option<Duration>) -> Duration {
+    configured.unwrap_or_else(|| {
+        gop.map_or(AUTO_REFRESH_TIMEOUT_MIN, |g| {
+            g.saturating_mul(2).max(AUTO_REFRESH_TIMEOUT_MIN)
         })
-    }
+    })
 }
 
 /// `[server] listen` when the file does not set it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::faults::Faults;
 use super::validate;
-use super::{Config, ConfigError, OnDamage, TransportMode};
+use super::{refresh_timeout_for, Config, ConfigError, OnDamage, TransportMode};
 
 const FILE: &str = "cameras.toml";
 
@@ -898,11 +898,11 @@ fn automatic_values() {
     assert_eq!(a.network_cache(true), Duration::from_millis(50));
 
     let s = Duration::from_secs;
-    assert_eq!(a.refresh_timeout_for(None), s(4));
-    assert_eq!(a.refresh_timeout_for(Some(s(1))), s(4));
-    assert_eq!(a.refresh_timeout_for(Some(s(5))), s(10));
-    a.refresh_timeout = Some(s(3));
-    assert_eq!(a.refresh_timeout_for(Some(s(5))), s(3));
+    assert_eq!(a.refresh_timeout, None);
+    assert_eq!(refresh_timeout_for(a.refresh_timeout, None), s(4));
+    assert_eq!(refresh_timeout_for(a.refresh_timeout, Some(s(1))), s(4));
+    assert_eq!(refresh_timeout_for(a.refresh_timeout, Some(s(5))), s(10));
+    assert_eq!(refresh_timeout_for(Some(s(3)), Some(s(5))), s(3));
 }
 
 #[test]
