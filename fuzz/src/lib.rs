@@ -10,6 +10,8 @@
 pub mod config;
 pub mod h264_analyzer;
 pub mod h264_depacketizer;
+pub mod h265_analyzer;
+pub mod h265_depacketizer;
 pub mod jitter_buffer;
 pub mod onvif_response;
 pub mod rtcp;
@@ -27,6 +29,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config::run),
     ("h264_analyzer", h264_analyzer::run),
     ("h264_depacketizer", h264_depacketizer::run),
+    ("h265_analyzer", h265_analyzer::run),
+    ("h265_depacketizer", h265_depacketizer::run),
     ("jitter_buffer", jitter_buffer::run),
     ("onvif_response", onvif_response::run),
     ("rtcp", rtcp::run),
