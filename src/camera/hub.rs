@@ -19,9 +19,11 @@ const CAPACITY: usize = 1024;
 pub struct VideoFrame {
     /// The access unit, payloads shared with every consumer.
     pub au: AccessUnit,
-    /// Session number: changes when the camera session restarts, so consumers
-    /// re-anchor their timestamps.
-    pub generation: u64,
+    /// The timeline the timestamp belongs to: each camera session has its
+    /// own range of timeline numbers, and a discontinuity within a session
+    /// (SSRC change, timestamp jump) moves to the next, so consumers
+    /// re-anchor their timestamps when it changes.
+    pub timeline: u64,
     /// When the last packet of the frame arrived.
     pub received: Instant,
 }
@@ -35,8 +37,8 @@ pub struct AudioPacket {
     pub timestamp: u32,
     /// The camera's marker bit.
     pub marker: bool,
-    /// Session number, as for video.
-    pub generation: u64,
+    /// The timeline the timestamp belongs to, as for video.
+    pub timeline: u64,
     /// Arrival time.
     pub received: Instant,
 }
@@ -94,7 +96,7 @@ impl Gop {
         } else if self.frames.is_empty() {
             // No keyframe to start from.
             return;
-        } else if frame.generation != self.frames[0].generation
+        } else if frame.timeline != self.frames[0].timeline
             || self.frames.len() >= GOP_MAX_FRAMES
             || self.bytes + frame.au.len_bytes() > GOP_MAX_BYTES
         {
@@ -244,7 +246,7 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn frame(idr: bool, generation: u64, ts: u32) -> Arc<VideoFrame> {
+    fn frame(idr: bool, timeline: u64, ts: u32) -> Arc<VideoFrame> {
         let nal = if idr { 0x65u8 } else { 0x41 };
         Arc::new(VideoFrame {
             au: AccessUnit {
@@ -253,7 +255,7 @@ mod tests {
                 damaged: false,
                 loss_before: false,
             },
-            generation,
+            timeline,
             received: Instant::now(),
         })
     }

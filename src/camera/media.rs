@@ -211,7 +211,7 @@ impl MediaPath {
                     payload: pkt.payload(),
                     timestamp: pkt.timestamp,
                     marker: pkt.marker,
-                    generation: *timeline,
+                    timeline: *timeline,
                     received: now,
                 })));
                 Actions::default()
@@ -293,7 +293,7 @@ impl VideoPath {
                 }
                 sink.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
                     au,
-                    generation: *timeline,
+                    timeline: *timeline,
                     received: now,
                 })));
             }

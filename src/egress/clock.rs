@@ -36,7 +36,7 @@ impl ViewerClock {
     /// The camera's own timing for `frame`, with the shift so far.
     fn natural(&mut self, frame: &VideoFrame) -> u32 {
         self.timeline
-            .map(frame.generation, frame.au.timestamp, frame.received)
+            .map(frame.timeline, frame.au.timestamp, frame.received)
             .wrapping_add(self.shift)
     }
 
@@ -89,7 +89,7 @@ mod tests {
     use crate::h264::AccessUnit;
     use std::time::Instant;
 
-    fn frame(ts: u32, generation: u64) -> VideoFrame {
+    fn frame(ts: u32, timeline: u64) -> VideoFrame {
         VideoFrame {
             au: AccessUnit {
                 timestamp: ts,
@@ -97,7 +97,7 @@ mod tests {
                 damaged: false,
                 loss_before: false,
             },
-            generation,
+            timeline,
             received: Instant::now(),
         }
     }

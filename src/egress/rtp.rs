@@ -28,8 +28,9 @@ pub const AUDIO_DYNAMIC_PAYLOAD_TYPE: u8 = 97;
 pub struct Timeline {
     /// Output clock rate in Hz.
     clock_rate: u32,
-    /// Consumer generation the mapping was made for.
-    generation: u64,
+    /// The input timeline number (see [`crate::camera::VideoFrame::timeline`])
+    /// the mapping was made for.
+    input: u64,
     /// Input timestamp that maps to `out_base`.
     in_base: u32,
     /// Output timestamp of `in_base`.
@@ -43,7 +44,7 @@ impl Timeline {
     pub fn new(clock_rate: u32) -> Self {
         Timeline {
             clock_rate,
-            generation: u64::MAX,
+            input: u64::MAX,
             in_base: 0,
             out_base: rand::random(),
             last: None,
@@ -64,19 +65,20 @@ impl Timeline {
         Some(ts.wrapping_add(elapsed as u32))
     }
 
-    /// The output timestamp for input `ts` of `generation` arriving at `now`.
-    /// A new generation continues from the last output timestamp plus the
-    /// wall-clock time since, so the consumer sees no jump.
-    pub fn map(&mut self, generation: u64, ts: u32, now: Instant) -> u32 {
-        if generation != self.generation {
-            self.generation = generation;
+    /// The output timestamp for input `ts` of input timeline `timeline`
+    /// arriving at `now`. A new input timeline continues from the last
+    /// output timestamp plus the wall-clock time since, so the consumer sees
+    /// no jump.
+    pub fn map(&mut self, timeline: u64, ts: u32, now: Instant) -> u32 {
+        if timeline != self.input {
+            self.input = timeline;
             self.in_base = ts;
             if let Some((last_ts, at)) = self.last {
                 let elapsed =
                     now.saturating_duration_since(at).as_secs_f64() * f64::from(self.clock_rate);
                 self.out_base = last_ts.wrapping_add((elapsed as u32).max(1));
                 tracing::debug!(
-                    generation,
+                    timeline,
                     elapsed_ms = (elapsed / f64::from(self.clock_rate) * 1000.0) as u64,
                     "timeline re-anchored"
                 );
@@ -166,7 +168,7 @@ pub async fn run_rtp_out(
                 }
                 let ts = video
                     .timeline
-                    .map(frame.generation, frame.au.timestamp, frame.received);
+                    .map(frame.timeline, frame.au.timestamp, frame.received);
                 payloads.clear();
                 {
                     let info = info_rx.borrow_and_update();
@@ -199,7 +201,7 @@ pub async fn run_rtp_out(
                 let pt = out_audio_payload_type(info);
                 let ts = stream
                     .timeline
-                    .map(pkt.generation, pkt.timestamp, pkt.received);
+                    .map(pkt.timeline, pkt.timestamp, pkt.received);
                 send(
                     &socket,
                     &mut buf,
@@ -361,7 +363,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn timeline_continues_across_generations() {
+    fn timeline_continues_across_input_timelines() {
         let mut t = Timeline::new(90_000);
         let t0 = Instant::now();
         let a = t.map(1, 1000, t0);

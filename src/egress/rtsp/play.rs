@@ -284,7 +284,7 @@ pub(super) async fn send_audio<W: AsyncWrite + Unpin>(
     let ts = track
         .out
         .timeline
-        .map(pkt.generation, pkt.timestamp, pkt.received);
+        .map(pkt.timeline, pkt.timestamp, pkt.received);
     send_packets(
         &mut player.buf,
         track,

@@ -271,7 +271,7 @@ impl Viewer {
                         if out.last_sent.is_none() {
                             continue;
                         }
-                        let ts = a.timeline.map(pkt.generation, pkt.timestamp, pkt.received);
+                        let ts = a.timeline.map(pkt.timeline, pkt.timestamp, pkt.received);
                         let p = rtp::packet::Packet {
                             header: rtp::header::Header {
                                 version: 2,
