@@ -125,6 +125,32 @@ pub struct Hub {
     keyframe: tokio::sync::Notify,
     /// When a viewer's request was last forwarded.
     last_keyframe_request: std::sync::Mutex<Option<Instant>>,
+    /// The camera's latest sender report per track (0 video, 1 audio).
+    clocks: std::sync::Mutex<[Option<ClockReport>; 2]>,
+}
+
+/// What a camera's sender report (RFC 3550 6.4.1) says its RTP clock means
+/// in wall-clock time, so consumers' own sender reports can carry the same
+/// NTP-to-RTP mapping (recorders line up audio and video with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockReport {
+    /// NTP timestamp (32.32 fixed point) of the report.
+    pub ntp: u64,
+    /// The camera's RTP timestamp at that instant.
+    pub rtp: u32,
+    /// The camera session whose timeline `rtp` belongs to (the
+    /// `VideoFrame`/`AudioPacket` session number).
+    pub timeline: u64,
+}
+
+impl ClockReport {
+    /// The NTP time of the camera's RTP timestamp `ts` at `clock_rate`
+    /// (within about 6 hours of the report at 90 kHz).
+    pub fn ntp_at(&self, ts: u32, clock_rate: u32) -> u64 {
+        let ticks = i64::from(ts.wrapping_sub(self.rtp) as i32);
+        let delta = (ticks as i128 * (1i128 << 32)) / i128::from(clock_rate.max(1));
+        (i128::from(self.ntp) + delta) as u64
+    }
 }
 
 /// Viewers' keyframe requests reach the camera at most this often.
@@ -147,6 +173,7 @@ impl Hub {
             gop: Default::default(),
             keyframe: tokio::sync::Notify::new(),
             last_keyframe_request: Default::default(),
+            clocks: Default::default(),
         }
     }
 
@@ -236,6 +263,28 @@ impl Hub {
         self.info.borrow().clone()
     }
 
+    /// Records the camera's sender report for `track` (0 video, 1 audio).
+    pub fn set_clock(&self, track: usize, report: ClockReport) {
+        if let Some(slot) = self
+            .clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(track)
+        {
+            *slot = Some(report);
+        }
+    }
+
+    /// The camera's latest sender report for `track`, if it sent one.
+    pub fn clock(&self, track: usize) -> Option<ClockReport> {
+        self.clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(track)
+            .copied()
+            .flatten()
+    }
+
     /// Watches the stream description.
     pub fn watch_info(&self) -> watch::Receiver<StreamInfo> {
         self.info.subscribe()
@@ -245,6 +294,30 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_report_maps_rtp_time_to_ntp() {
+        let r = ClockReport {
+            ntp: 100 << 32,
+            rtp: 90_000,
+            timeline: 1,
+        };
+        assert_eq!(r.ntp_at(90_000, 90_000), 100 << 32);
+        assert_eq!(r.ntp_at(180_000, 90_000), 101 << 32);
+        assert_eq!(r.ntp_at(45_000, 90_000), (99 << 32) + (1 << 31));
+        // Across the 32-bit wrap.
+        let w = ClockReport {
+            ntp: 100 << 32,
+            rtp: u32::MAX - 44_999,
+            timeline: 1,
+        };
+        assert_eq!(w.ntp_at(45_000, 90_000), 101 << 32);
+        let hub = Hub::new();
+        assert_eq!(hub.clock(0), None);
+        hub.set_clock(1, r);
+        hub.set_clock(7, r);
+        assert_eq!((hub.clock(0), hub.clock(1)), (None, Some(r)));
+    }
 
     fn frame(idr: bool, timeline: u64, ts: u32) -> Arc<VideoFrame> {
         let nal = if idr { 0x65u8 } else { 0x41 };

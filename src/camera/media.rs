@@ -77,6 +77,23 @@ pub(super) struct MediaPath {
 }
 
 impl MediaPath {
+    /// The camera's sender report for this stream: published on the hub
+    /// with the current timeline, for consumers' own sender reports.
+    pub fn on_sender_report(&self, sr: &crate::rtp::rtcp::SenderReport, hub: &Hub) {
+        let track = match self.kind {
+            Kind::Video(_) => 0,
+            Kind::Audio => 1,
+        };
+        hub.set_clock(
+            track,
+            super::hub::ClockReport {
+                ntp: sr.ntp_timestamp,
+                rtp: sr.rtp_timestamp,
+                timeline: self.timeline,
+            },
+        );
+    }
+
     /// A video path. `timeline` is the session's first timeline number.
     pub fn video(
         latency: Duration,

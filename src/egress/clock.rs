@@ -75,6 +75,12 @@ impl ViewerClock {
         self.timeline.first_output()
     }
 
+    /// The input timeline and timestamp output `out` stands for (see
+    /// [`Timeline::to_input`]).
+    pub fn to_input(&self, out: u32) -> Option<(u64, u32)> {
+        self.timeline.to_input(out.wrapping_sub(self.shift))
+    }
+
     /// The last timestamp handed out, extrapolated to `now` at 90 kHz (a
     /// sender report's RTP timestamp); `None` before any.
     pub fn now_output(&self, now: std::time::Instant) -> Option<u32> {

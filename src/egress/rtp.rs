@@ -65,6 +65,17 @@ impl Timeline {
         Some(ts.wrapping_add(elapsed as u32))
     }
 
+    /// The input timeline and timestamp that output `out` stands for (the
+    /// inverse of [`Timeline::map`] on the current input timeline); `None`
+    /// before any input.
+    pub fn to_input(&self, out: u32) -> Option<(u64, u32)> {
+        self.last?;
+        Some((
+            self.input,
+            self.in_base.wrapping_add(out.wrapping_sub(self.out_base)),
+        ))
+    }
+
     /// The output timestamp for input `ts` of input timeline `timeline`
     /// arriving at `now`. A new input timeline continues from the last
     /// output timestamp plus the wall-clock time since, so the consumer sees

@@ -73,14 +73,18 @@ impl RtcpReceiver {
     }
 
     /// Takes one RTCP compound packet of `stream` that arrived at `now`:
-    /// remembers a sender report for LSR/DLSR. Anything else is ignored.
-    pub fn handle_rtcp(&mut self, stream: usize, data: &[u8], now: Instant) {
-        if let (Some(r), Some(sr)) = (
-            self.streams.get_mut(stream),
-            rtcp::parse_sender_report(data),
-        ) {
-            r.last_sr = Some((sr.lsr(), now));
-        }
+    /// remembers a sender report for LSR/DLSR, and returns it (its
+    /// NTP-to-RTP mapping goes to consumers). Anything else is ignored.
+    pub fn handle_rtcp(
+        &mut self,
+        stream: usize,
+        data: &[u8],
+        now: Instant,
+    ) -> Option<rtcp::SenderReport> {
+        let sr = rtcp::parse_sender_report(data)?;
+        let r = self.streams.get_mut(stream)?;
+        r.last_sr = Some((sr.lsr(), now));
+        Some(sr)
     }
 
     /// Media started playing at `now`: the first reports are due at once

@@ -115,8 +115,20 @@ impl Connection {
             .flatten()
             .min()
             .expect("the idle deadline is always set");
+            // The consumer's token: the API ending the session, or the
+            // camera going away.
+            let ended = self
+                .session
+                .as_ref()
+                .map(|s| s.guard.consumer().cancel.clone());
             tokio::select! {
                 _ = shutdown.cancelled() => break "gateway stopping",
+                _ = async {
+                    match &ended {
+                        Some(t) => t.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                } => break "session ended by the API or the camera was removed",
                 r = rd.read(&mut buf) => {
                     let n = match r {
                         Ok(0) | Err(_) => break "client closed the connection",
@@ -174,7 +186,7 @@ impl Connection {
                         if s.next_sr <= now {
                             s.next_sr = now + SR_INTERVAL;
                             if let Some(p) = &s.player {
-                                if play::send_reports(p, &mut s.tracks, &mut wr).await.is_err() {
+                                if play::send_reports(p, &s.camera, &mut s.tracks, &mut wr).await.is_err() {
                                     break "client stopped reading or left";
                                 }
                             }

@@ -385,32 +385,45 @@ pub(super) async fn write_timed<W: AsyncWrite + Unpin>(
 }
 
 /// Sends a sender report (with SDES) on each track that sent something.
+/// Its NTP time comes from the camera's own sender report for that track
+/// when the camera sent one on the current timeline (so a recorder lines up
+/// audio and video as the camera meant), else from the wall clock.
 pub(super) async fn send_reports<W: AsyncWrite + Unpin>(
     player: &Player,
+    camera: &CameraHandle,
     tracks: &mut [Option<Track>; 2],
     wr: &mut W,
 ) -> std::io::Result<()> {
     let now = Instant::now();
-    let ntp = rtcp::ntp_timestamp(SystemTime::now());
+    let wall = rtcp::ntp_timestamp(SystemTime::now());
     for (i, track) in tracks.iter_mut().enumerate() {
         let Some(track) = track else { continue };
         if track.out.packets == 0 {
             continue;
         }
-        let rtp_timestamp = if i == 0 {
-            player.clock.now_output(now)
+        let (out, input) = if i == 0 {
+            let out = player.clock.now_output(now);
+            (out, out.and_then(|o| player.clock.to_input(o)))
         } else {
-            track.out.timeline.now_output(now)
+            let out = track.out.timeline.now_output(now);
+            (out, out.and_then(|o| track.out.timeline.to_input(o)))
         };
-        let Some(rtp_timestamp) = rtp_timestamp else {
-            continue;
+        let Some(rtp_timestamp) = out else { continue };
+        let clock_rate = if i == 0 {
+            90_000
+        } else {
+            player.audio_info.as_ref().map_or(8000, |a| a.clock_rate)
+        };
+        let ntp_timestamp = match (camera.hub.clock(i), input) {
+            (Some(c), Some((timeline, ts))) if c.timeline == timeline => c.ntp_at(ts, clock_rate),
+            _ => wall,
         };
         let mut pkt = Vec::with_capacity(64);
         rtcp::write_sender_report(
             &mut pkt,
             &rtcp::SenderReport {
                 ssrc: track.out.ssrc,
-                ntp_timestamp: ntp,
+                ntp_timestamp,
                 rtp_timestamp,
                 packet_count: track.out.packets as u32,
                 octet_count: track.out.octets as u32,
