@@ -25,7 +25,7 @@ fn count(au: &AccessUnit, t: u8) -> usize {
 }
 
 /// Splits `n` length-prefixed NAL units off `rest`; `None` if cut short.
-fn nals<'a>(rest: &mut &'a [u8], n: u8) -> Option<Vec<Bytes>> {
+fn nals(rest: &mut &[u8], n: u8) -> Option<Vec<Bytes>> {
     let mut out = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
         let (len, tail) = rest.split_first_chunk::<2>()?;

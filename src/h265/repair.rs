@@ -465,6 +465,58 @@ mod tests {
         );
     }
 
+    /// The case end to end over RTP: the packets of a keyframe's
+    /// last two slice segments (and with them the marker) never arrive,
+    /// and the sequence numbers show no gap. The keyframe is caught,
+    /// dropped, and a refresh asked for.
+    #[test]
+    fn keyframe_cut_short_over_rtp_without_sequence_gap() {
+        use crate::h265::{Depacketizer, Packetizer};
+        use crate::rtp::RtpPacket;
+        let aus = clip("p.h265");
+        let mut packetizer = Packetizer::new(1200);
+        let mut d = Depacketizer::new(None);
+        let mut p = Pipeline::new(OnDamage::DropUntilKeyframe, None);
+        let mut seq = 40_000u16;
+        let mut outs = Vec::new();
+        for (i, au) in aus.iter().enumerate() {
+            let mut payloads = Vec::new();
+            packetizer.packetize(au, None, &mut payloads);
+            if i == 25 {
+                let mut tail = Vec::new();
+                let last_two = AccessUnit {
+                    nals: au.nals[au.nals.len() - 2..].to_vec(),
+                    ..au.clone()
+                };
+                packetizer.packetize(&last_two, None, &mut tail);
+                payloads.truncate(payloads.len() - tail.len());
+                assert!(payloads.iter().all(|x| !x.marker));
+            }
+            for pl in payloads {
+                let mut raw = Vec::new();
+                RtpPacket::write(&mut raw, pl.marker, 96, seq, au.timestamp, 1, &pl.data);
+                seq = seq.wrapping_add(1);
+                d.push(&RtpPacket::parse(Bytes::from(raw)).expect("written packet parses"));
+                while let Some(got) = d.pull() {
+                    assert!(!got.damaged && !got.loss_before, "no gap, no loss seen");
+                    let a = p.analyzer.analyze(&got);
+                    outs.push((a.clone(), p.gate.process(got, &a)));
+                }
+            }
+        }
+        assert_eq!(outs.len(), 50);
+        let (a, out) = &outs[25];
+        assert!(a.irap);
+        assert_eq!(a.slices, 2);
+        assert_eq!(a.damage, vec![Damage::MissingSlices]);
+        assert_eq!(out.dropped, Some(DropReason::Damaged));
+        assert!(out.request_refresh);
+        assert!(outs[..25]
+            .iter()
+            .all(|(a, o)| a.damage.is_empty() && o.forward.is_some()));
+        assert!(outs[26..].iter().all(|(_, o)| o.dropped.is_some()));
+    }
+
     #[test]
     fn timestamp_jump_reported_on_next_forwarded() {
         let aus = clip("p.h265");
