@@ -291,7 +291,7 @@ impl Driver {
                     if channel == rtp {
                         self.on_rtp(i, data, now, ctx);
                     } else {
-                        self.rtcp.handle_rtcp(i, &data, now);
+                        self.on_rtcp(i, &data, now, ctx);
                     }
                 }
             }
@@ -331,6 +331,16 @@ impl Driver {
     }
 
     /// One RTP packet of stream `i` from the camera.
+    /// RTCP from the camera on stream `i`: its sender report feeds our
+    /// receiver reports and, on the hub, consumers' sender reports.
+    fn on_rtcp(&mut self, i: usize, data: &[u8], now: Instant, ctx: &SessionContext<'_>) {
+        if let Some(sr) = self.rtcp.handle_rtcp(i, data, now) {
+            if let Some(stream) = self.streams.get(i) {
+                stream.path.on_sender_report(&sr, ctx.hub);
+            }
+        }
+    }
+
     fn on_rtp(&mut self, i: usize, data: Bytes, now: Instant, ctx: &SessionContext<'_>) {
         let Some(stream) = self.streams.get_mut(i) else {
             return;

@@ -68,7 +68,7 @@ impl Driver {
         if rtp {
             self.on_rtp(i, data, now, ctx);
         } else {
-            self.rtcp.handle_rtcp(i, &data, now);
+            self.on_rtcp(i, &data, now, ctx);
         }
         Ok(())
     }
