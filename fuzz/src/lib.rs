@@ -18,6 +18,7 @@ pub mod rtcp;
 pub mod rtp_packet;
 pub mod rtsp_client;
 pub mod rtsp_framer;
+pub mod rtsp_server;
 pub mod sdp;
 pub mod transport_header;
 
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtp_packet", rtp_packet::run),
     ("rtsp_client", rtsp_client::run),
     ("rtsp_framer", rtsp_framer::run),
+    ("rtsp_server", rtsp_server::run),
     ("sdp", sdp::run),
     ("transport_header", transport_header::run),
 ];
