@@ -147,17 +147,31 @@ struct Policy {
     max_failures: u32,
     /// How long a lockout lasts.
     lockout: Duration,
-    /// SHA-256 of each token (compared in constant time) and who it is.
-    tokens: Vec<([u8; 32], Principal)>,
+    /// The tokens: each one's digest, name, secret and owner.
+    tokens: Vec<Token>,
     /// By user name: the PHC string and who it is.
     users: HashMap<String, (String, Principal)>,
-    /// Each token's name, secret and owner, for Digest.
-    named_tokens: Vec<(String, Secret, Principal)>,
+}
+
+/// One `[[auth.token]]` as the policy holds it.
+struct Token {
+    /// SHA-256 of the token, compared in constant time with a bearer's.
+    digest: [u8; 32],
+    /// Its name: the user name of RTSP Digest.
+    name: String,
+    /// The token itself, the password of RTSP Digest.
+    secret: Secret,
+    /// Who it is.
+    principal: Principal,
 }
 
 impl Policy {
     fn new(config: &AuthConfig) -> Policy {
-        let cameras = |c: &Option<Vec<String>>| c.as_ref().map(|c| Arc::from(c.as_slice()));
+        let principal = |name: &str, role: Role, cameras: &Option<Vec<String>>| Principal {
+            name: Arc::from(name),
+            role,
+            cameras: cameras.as_ref().map(|c| Arc::from(c.as_slice())),
+        };
         Policy {
             enabled: config.enabled(),
             public_metrics: config.public_metrics,
@@ -166,40 +180,19 @@ impl Policy {
             tokens: config
                 .tokens
                 .iter()
-                .map(|t| {
-                    let principal = Principal {
-                        name: Arc::from(t.name.as_str()),
-                        role: t.role,
-                        cameras: cameras(&t.cameras),
-                    };
-                    (
-                        Sha256::digest(t.token.expose().as_bytes()).into(),
-                        principal,
-                    )
-                })
-                .collect(),
-            named_tokens: config
-                .tokens
-                .iter()
-                .map(|t| {
-                    let principal = Principal {
-                        name: Arc::from(t.name.as_str()),
-                        role: t.role,
-                        cameras: cameras(&t.cameras),
-                    };
-                    (t.name.clone(), t.token.clone(), principal)
+                .map(|t| Token {
+                    digest: Sha256::digest(t.token.expose().as_bytes()).into(),
+                    name: t.name.clone(),
+                    secret: t.token.clone(),
+                    principal: principal(&t.name, t.role, &t.cameras),
                 })
                 .collect(),
             users: config
                 .users
                 .iter()
                 .map(|u| {
-                    let principal = Principal {
-                        name: Arc::from(u.name.as_str()),
-                        role: u.role,
-                        cameras: cameras(&u.cameras),
-                    };
-                    (u.name.clone(), (u.password_hash.clone(), principal))
+                    let p = principal(&u.name, u.role, &u.cameras);
+                    (u.name.clone(), (u.password_hash.clone(), p))
                 })
                 .collect(),
         }
@@ -210,9 +203,9 @@ impl Policy {
     fn token(&self, token: &str) -> Option<Principal> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for (known, principal) in &self.tokens {
-            if constant_time_eq(known, &digest) {
-                found = Some(principal.clone());
+        for t in &self.tokens {
+            if constant_time_eq(&t.digest, &digest) {
+                found = Some(t.principal.clone());
             }
         }
         found
@@ -487,10 +480,10 @@ impl Auth {
     pub fn token_by_name(&self, name: &str) -> Option<(Secret, Principal)> {
         let policy = self.policy();
         policy
-            .named_tokens
+            .tokens
             .iter()
-            .find(|(n, _, _)| n.as_str() == name)
-            .map(|(_, secret, p)| (secret.clone(), p.clone()))
+            .find(|t| t.name == name)
+            .map(|t| (t.secret.clone(), t.principal.clone()))
     }
 
     /// Counts a failure that was decided outside [`Auth::authorize`] (a
