@@ -735,9 +735,9 @@ url = "sim://back"
 }
 
 /// A camera with the simulator's fault set (partial writes, resent and
-/// garbage bytes, stalls, SSRC changes, timestamp jumps): camgate repairs
-/// it, and ffmpeg pulling camgate over TCP and UDP decodes 20 s with no
-/// error.
+/// garbage bytes, stalls, SSRC changes, timestamp jumps, a reboot):
+/// camgate repairs it, and ffmpeg pulling camgate over TCP and UDP decodes
+/// 20 s with no error.
 #[test]
 fn a_faulty_camera_decodes_cleanly_through_the_rtsp_server() {
     require_tool("ffmpeg");
@@ -757,6 +757,7 @@ stall_every_s = 6
 stall_ms = 400
 ssrc_change_every_s = 7
 timestamp_jump_every_s = 9
+reboot_every_s = 12
 "#;
     let mut gw = gateway(dir.path(), &ports, &ports.toml("", rest));
     wait_state(ports.http, "flaky", "playing", Duration::from_secs(15));
@@ -770,7 +771,7 @@ timestamp_jump_every_s = 9
     eprintln!("tcp {tcp:?}\nudp {udp:?}\ncamera stats {}", cam["stats"]);
     let stat = |k: &str| cam["stats"][k].as_u64().unwrap_or(0);
     assert!(
-        stat("framing_resyncs") > 0 && stat("frames_dropped_damaged") > 0,
+        stat("framing_resyncs") > 0 && stat("frames_dropped_damaged") > 0 && stat("reconnects") > 0,
         "the faults did not happen: {}",
         cam["stats"]
     );
