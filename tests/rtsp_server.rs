@@ -1191,3 +1191,46 @@ fn deleting_the_session_in_the_api_ends_the_client() {
     });
     assert!(gw.terminate(Duration::from_secs(5)).is_some());
 }
+
+/// RTSP over TLS (`rtsps_listen`, with the `[server]` certificate): ffmpeg
+/// pulls `rtsps://` over TCP and decodes with no error.
+#[test]
+fn rtsps_with_the_server_certificate() {
+    require_tool("ffmpeg");
+    let dir = temp_dir();
+    let ports = Ports::new();
+    let tls_port = free_tcp_port();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), key.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.key_pair.serialize_pem()).unwrap();
+    let toml = ports
+        .toml(
+            &format!("rtsps_listen = \"127.0.0.1:{tls_port}\""),
+            "[[camera]]\nid = \"demo\"\nurl = \"sim://demo\"\n",
+        )
+        .replace(
+            "[server]\n",
+            "[server]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+        );
+    let mut gw = gateway(dir.path(), &ports, &toml);
+    // The API is HTTPS now: ask the RTSP server whether the camera plays.
+    wait_for(Duration::from_secs(15), || {
+        RawRtsp::connect(ports.rtsp)
+            .request("DESCRIBE", &ports.url("demo"), &[])
+            .status
+            == 200
+    });
+    let ff = spawn_ffmpeg_decode(
+        &format!("rtsps://127.0.0.1:{tls_port}/demo"),
+        4,
+        &["-rtsp_transport", "tcp"],
+    );
+    let d = wait_decode(ff, Duration::from_secs(30));
+    eprintln!("rtsps: {d:?}");
+    assert!(
+        d.success && d.errors.is_empty() && d.video_frames >= 90,
+        "ffmpeg over rtsps: {d:?}\n{}",
+        gw.log_text()
+    );
+    assert!(gw.terminate(Duration::from_secs(5)).is_some());
+}
