@@ -515,8 +515,15 @@ impl Connection {
             let Some(t) = t else { continue };
             let rtptime = if i == 0 {
                 player.first_video_timestamp()
-            } else {
+            } else if t.out.packets == 0 {
                 t.out.timeline.first_output()
+            } else {
+                // PLAY after PAUSE: the audio timeline went on; its first
+                // output is long past.
+                t.out
+                    .timeline
+                    .now_output(std::time::Instant::now())
+                    .unwrap_or_else(|| t.out.timeline.first_output())
             };
             info.push(format!(
                 "url={base}/trackID={i};seq={};rtptime={rtptime}",
