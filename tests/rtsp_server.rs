@@ -1291,3 +1291,168 @@ fn request_reader_survives_mutated_client_exchanges() {
         );
     }
 }
+
+/// An RTP stream as a client sees it: sequence numbers, timestamps and SSRC.
+#[derive(Debug, Default)]
+struct Track {
+    first: Option<(u16, u32)>,
+    last: Option<(u16, u32)>,
+    ssrc: Option<u32>,
+    packets: usize,
+    /// Sequence gaps, repeats and timestamps going back.
+    faults: Vec<String>,
+    /// The next packet starts a PLAY: its timestamp is not compared.
+    resumed: bool,
+}
+
+impl Track {
+    fn push(&mut self, p: &[u8]) {
+        let seq = u16::from_be_bytes([p[2], p[3]]);
+        let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+        if *self.ssrc.get_or_insert(ssrc) != ssrc {
+            self.faults
+                .push(format!("SSRC {ssrc:08X} after {:08X?}", self.ssrc));
+        }
+        if let Some((s, t)) = self.last {
+            if seq != s.wrapping_add(1) {
+                self.faults.push(format!("seq {s} then {seq}"));
+            }
+            if !self.resumed && (ts.wrapping_sub(t) as i32) < 0 {
+                self.faults.push(format!("timestamp {t} then {ts}"));
+            }
+        }
+        self.first.get_or_insert((seq, ts));
+        self.last = Some((seq, ts));
+        self.resumed = false;
+        self.packets += 1;
+    }
+}
+
+/// `seq` and `rtptime` of a track in an RTP-Info header.
+fn rtp_info(reply: &RtspReply, track: usize) -> (u16, u32) {
+    let info = reply.header("RTP-Info").expect("RTP-Info");
+    let part = info
+        .split(',')
+        .find(|p| p.contains(&format!("trackID={track};")))
+        .unwrap_or_else(|| panic!("no track {track} in {info}"));
+    let field = |name: &str| {
+        part.split(';')
+            .find_map(|f| f.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {part}"))
+            .to_owned()
+    };
+    (
+        field("seq=").parse().unwrap(),
+        field("rtptime=").parse().unwrap(),
+    )
+}
+
+/// The stream a client gets is well formed: per track one SSRC (the one
+/// SETUP announced), sequence numbers without gap or repeat, timestamps
+/// that never go back, and the first packet as RTP-Info announced it; after
+/// PAUSE and PLAY the sequence goes on where it stopped.
+#[test]
+fn rtp_streams_match_setup_and_rtp_info_across_pause() {
+    let dir = temp_dir();
+    let ports = Ports::new();
+    let mut gw = sim_gateway(dir.path(), &ports, "", &["demo"]);
+    let url = ports.url("demo");
+    let mut c = RawRtsp::connect(ports.rtsp);
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 200);
+    let mut ssrcs = Vec::new();
+    for (track, channels) in [(0, "0-1"), (1, "2-3")] {
+        let r = c.request(
+            "SETUP",
+            &format!("{url}/trackID={track}"),
+            &[(
+                "Transport",
+                &format!("RTP/AVP/TCP;unicast;interleaved={channels}"),
+            )],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let t = r.header("Transport").unwrap();
+        let ssrc = t
+            .split(';')
+            .find_map(|f| f.strip_prefix("ssrc="))
+            .map(|s| u32::from_str_radix(s, 16).unwrap())
+            .unwrap_or_else(|| panic!("no ssrc in {t}"));
+        ssrcs.push(ssrc);
+    }
+    let mut tracks = [Track::default(), Track::default()];
+    let play_and_read = |c: &mut RawRtsp, tracks: &mut [Track; 2], secs: u64| {
+        let r = c.request("PLAY", &url, &[]);
+        assert_eq!(r.status, 200, "{r:?}");
+        let announced = [rtp_info(&r, 0), rtp_info(&r, 1)];
+        let before: Vec<Option<(u16, u32)>> = tracks.iter().map(|t| t.last).collect();
+        // A new PLAY may start a new timestamp mapping (RTP-Info gives it).
+        for t in tracks.iter_mut() {
+            t.resumed = true;
+        }
+        let mut firsts: [Option<(u16, u32)>; 2] = [None, None];
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let f = c.read_frame().unwrap();
+            let i = match f.channel {
+                0 => 0,
+                2 => 1,
+                _ => continue,
+            };
+            let p = &f.data;
+            firsts[i].get_or_insert((
+                u16::from_be_bytes([p[2], p[3]]),
+                u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+            ));
+            tracks[i].push(p);
+        }
+        for i in 0..2 {
+            let first = firsts[i].unwrap_or_else(|| panic!("nothing on track {i}"));
+            assert_eq!(first.0, announced[i].0, "track {i}: RTP-Info seq");
+            if i == 1 && before[i].is_some() {
+                // Resumed audio: announced as its timeline extrapolated to
+                // the PLAY, so within a packet or two of the next one (the
+                // sim's audio is PCMU at 8 kHz: 800 is 100 ms).
+                let off = first.1.wrapping_sub(announced[i].1) as i32;
+                assert!(
+                    off.abs() <= 800,
+                    "resumed audio: RTP-Info rtptime {} but the first packet has {} ({off})",
+                    announced[i].1,
+                    first.1
+                );
+            } else {
+                assert_eq!(first.1, announced[i].1, "track {i}: RTP-Info rtptime");
+            }
+            if let Some((s, _)) = before[i] {
+                assert_eq!(first.0, s.wrapping_add(1), "track {i}: seq after PAUSE");
+            }
+        }
+    };
+    play_and_read(&mut c, &mut tracks, 3);
+    let r = c.request("PAUSE", &url, &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // What was on its way before the PAUSE answer (read_frame hands out
+    // first what arrived while waiting for it).
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    while let Ok(f) = c.read_frame() {
+        let i = if f.channel == 0 {
+            0
+        } else if f.channel == 2 {
+            1
+        } else {
+            continue;
+        };
+        tracks[i].push(&f.data);
+    }
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    play_and_read(&mut c, &mut tracks, 2);
+    for (i, t) in tracks.iter().enumerate() {
+        assert_eq!(t.ssrc, Some(ssrcs[i]), "track {i}");
+        assert!(t.faults.is_empty(), "track {i}: {:?}", t.faults);
+        assert!(t.packets > 20, "track {i}: {t:?}");
+    }
+    assert!(gw.terminate(Duration::from_secs(5)).is_some());
+}
