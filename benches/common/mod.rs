@@ -53,3 +53,49 @@ pub fn free_tcp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Jiffies of the whole machine since boot from /proc/stat: (busy, total),
+/// busy being everything but idle and iowait. Two readings give the share
+/// of all cores that was in use between them.
+pub fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits (at most `timeout`) for the child's stdout line `READY <port>`
+/// (as tests/support/gst_rtsp_server.py prints) and returns the port; the
+/// child must have been spawned with `stdout(Stdio::piped())`.
+pub fn ready_port(child: &mut Child, timeout: std::time::Duration) -> Option<u16> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
+            l.strip_prefix("READY ")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        });
+        let _ = tx.send(port);
+        // Keep draining, so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    rx.recv_timeout(timeout).ok().flatten()
+}

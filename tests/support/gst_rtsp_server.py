@@ -12,6 +12,19 @@ and FIR: GStreamer's RTP session turns them into an upstream
 GstForceKeyUnit event, which a probe drops before it reaches the encoder,
 like a camera that only ever sends its fixed GOP.
 
+--file PATH serves, instead of the test pattern, the H.264 Annex B
+elementary stream in PATH (video only, 25 fps, starting with a keyframe
+and its parameter sets), looped for ever and paced by the clock as a
+camera paces its pictures, so nothing is encoded while it plays. One
+pipeline is shared by every client.
+
+--relay URL re-serves the RTSP camera at URL (pulled once over TCP,
+depayloaded and payloaded again) to every client: GStreamer's own RTSP
+server as a restreaming gateway, the baseline of benches/rtsp_clients.rs.
+
+--no-auth serves without authentication (USER and PASSWORD are then
+ignored).
+
 Prints "READY <port>" once listening; runs until killed.
 """
 import argparse
@@ -30,6 +43,9 @@ parser.add_argument("password")
 parser.add_argument("port", nargs="?", default="0")
 parser.add_argument("--gop", type=int, default=None)
 parser.add_argument("--ignore-keyframe-requests", action="store_true")
+parser.add_argument("--file", default=None)
+parser.add_argument("--relay", default=None)
+parser.add_argument("--no-auth", action="store_true")
 args = parser.parse_args()
 
 Gst.init(None)
@@ -43,7 +59,7 @@ gop = args.gop if args.gop else 50
 x264_options = ' option-string="scenecut=0"' if args.gop else ""
 
 factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(
+launch = (
     "( videotestsrc is-live=true pattern=ball "
     "! video/x-raw,width=640,height=360,framerate=25/1 "
     "! x264enc name=enc tune=zerolatency speed-preset=ultrafast bframes=0 "
@@ -53,7 +69,30 @@ factory.set_launch(
     "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
 )
 # Not shared: each session starts its own encoder, so it begins at a keyframe.
-factory.set_shared(False)
+shared = False
+if args.file:
+    # multifilesrc rereads the file at its end; h264parse carries the
+    # timestamps on across the loop (from the caps' frame rate, as DTS
+    # only: set_pts copies them, there are no B-frames), and identity holds
+    # each picture until its time.
+    location = args.file.replace("\\", "\\\\").replace('"', '\\"')
+    launch = (
+        f'( multifilesrc location="{location}" loop=true '
+        '! video/x-h264,stream-format=byte-stream,framerate=25/1 '
+        "! h264parse ! video/x-h264,stream-format=avc,alignment=au "
+        "! identity name=pace sync=true "
+        "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    )
+    shared = True
+if args.relay:
+    url = args.relay.replace("\\", "\\\\").replace('"', '\\"')
+    launch = (
+        f'( rtspsrc location="{url}" latency=0 protocols=tcp '
+        "! rtph264depay ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    )
+    shared = True
+factory.set_launch(launch)
+factory.set_shared(shared)
 
 
 def drop_keyframe_requests(pad, info):
@@ -75,18 +114,35 @@ def on_media_configure(_factory, media):
 if args.ignore_keyframe_requests:
     factory.connect("media-configure", on_media_configure)
 
+
+def set_pts(_pad, info):
+    buffer = info.get_buffer()
+    if buffer is not None and buffer.pts == Gst.CLOCK_TIME_NONE:
+        buffer.pts = buffer.dts
+    return Gst.PadProbeReturn.OK
+
+
+def on_file_media_configure(_factory, media):
+    pace = media.get_element().get_by_name("pace")
+    pace.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, set_pts)
+
+
+if args.file:
+    factory.connect("media-configure", on_file_media_configure)
+
 factory.add_role_from_structure(
     Gst.Structure.from_string(
         "camgate, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
     )[0]
 )
 
-auth = GstRtspServer.RTSPAuth()
-token = GstRtspServer.RTSPToken()
-token.set_string("media.factory.role", "camgate")
-auth.add_digest(args.user, args.password, token)
-auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
-server.set_auth(auth)
+if not args.no_auth:
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "camgate")
+    auth.add_digest(args.user, args.password, token)
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    server.set_auth(auth)
 
 server.get_mount_points().add_factory("/test", factory)
 server.attach(None)
