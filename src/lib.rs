@@ -1,6 +1,6 @@
 //! camgate: an RTSP camera ingest gateway.
 //!
-//! Sans-IO protocol cores (`rtsp`, `rtp`, `h264`) take bytes, packets and
+//! Sans-IO protocol cores (`rtsp`, `rtp`, `h264`, `h265`) take bytes, packets and
 //! time in and give events out; `camera`, `egress`, `http` and `sim` are the
 //! tokio drivers around them. The layers, and one camera's data path as
 //! built, are described in `docs/architecture.md`; `tests/architecture.rs`

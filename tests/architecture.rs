@@ -45,7 +45,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// The sans-IO protocol cores: no tokio, no sockets, no clock.
-const SANS_IO: &[&str] = &["rtp", "h264", "rtsp"];
+const SANS_IO: &[&str] = &["rtp", "h264", "h265", "rtsp"];
 
 /// The one file allowed `unsafe`.
 const UNSAFE_ALLOWED: &str = "src/sys.rs";
