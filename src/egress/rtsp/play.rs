@@ -26,6 +26,9 @@ use crate::rtp::RtpPacket;
 pub(super) const SR_INTERVAL: Duration = Duration::from_secs(5);
 /// A client that takes longer to accept one picture is cut off.
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interleaved packets are written in pieces of about this size (below the
+/// 64 KiB a player's buffer starts with).
+const WRITE_CHUNK: usize = 60 * 1024;
 /// Pace of a GOP sent over UDP at once, bytes per second (40 Mbit/s), so
 /// the client's receive buffer does not overflow.
 const UDP_BURST_RATE: f64 = 5_000_000.0;
@@ -317,7 +320,16 @@ async fn send_packets<'a, W: AsyncWrite + Unpin>(
     let out = &mut track.out;
     match &track.carrier {
         Carrier::Tcp { rtp, .. } => {
+            // The picture goes out in pieces of WRITE_CHUNK, all within
+            // WRITE_TIMEOUT: a keyframe in one piece would grow every
+            // client's buffer to its size for good (measured: the heap then
+            // fragments as clients come and go).
+            let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
             for (marker, data) in payloads {
+                if buf.len() >= WRITE_CHUNK {
+                    write_until(wr, buf, deadline).await?;
+                    buf.clear();
+                }
                 let at = buf.len();
                 buf.extend_from_slice(&[b'$', *rtp, 0, 0]);
                 RtpPacket::write(buf, marker, payload_type, out.seq, ts, out.ssrc, data);
@@ -332,7 +344,7 @@ async fn send_packets<'a, W: AsyncWrite + Unpin>(
                     &mut bytes,
                 );
             }
-            write_timed(wr, buf).await?;
+            write_until(wr, buf, deadline).await?;
         }
         Carrier::Udp {
             rtp: socket,
@@ -368,6 +380,21 @@ fn count_out(
     consumer.count_packet(packet);
     *count += 1;
     *bytes += packet as u64;
+}
+
+/// Writes `data` by `deadline`.
+async fn write_until<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    data: &[u8],
+    deadline: tokio::time::Instant,
+) -> std::io::Result<()> {
+    match tokio::time::timeout_at(deadline, wr.write_all(data)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not take a picture within 10 s",
+        )),
+    }
 }
 
 /// Writes `data` within [`WRITE_TIMEOUT`].
