@@ -1047,7 +1047,9 @@ fn describe_starts_an_on_demand_camera() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.contains("m=video"), "{}", r.body);
-    assert_eq!(camera_json(ports.http, "lazy")["state"], "playing");
+    // DESCRIBE answers once the camera's SDP is known, which may be just
+    // before its PLAY is answered.
+    wait_state(ports.http, "lazy", "playing", Duration::from_secs(10));
     let r = setup_tcp(&mut c, &url);
     assert_eq!(r.status, 200);
     assert_eq!(c.request("PLAY", &url, &[]).status, 200);
