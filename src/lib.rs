@@ -29,5 +29,5 @@ pub mod rtp;
 pub mod rtsp;
 pub mod service;
 pub mod sim;
-pub mod tls;
 pub mod sys;
+pub mod tls;

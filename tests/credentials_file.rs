@@ -36,7 +36,10 @@ fn read_from_a_private_file_relative_to_the_config() {
     );
     let config = Config::load(&write_config(dir.path(), "lobby.cred", "")).unwrap();
     let c = config.cameras[0].credentials.clone().unwrap();
-    assert_eq!((c.username.as_str(), c.password.expose()), ("admin", SECRET));
+    assert_eq!(
+        (c.username.as_str(), c.password.expose()),
+        ("admin", SECRET)
+    );
     assert!(!format!("{config:?}").contains(SECRET));
     assert!(!config.summary().contains(SECRET));
 }

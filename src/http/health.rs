@@ -46,4 +46,3 @@ async fn one(
         None => error(StatusCode::NOT_FOUND, format!("no camera with id {id:?}")),
     }
 }
-

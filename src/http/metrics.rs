@@ -28,4 +28,3 @@ async fn scrape(State(st): State<AppState>) -> Response {
     )
         .into_response()
 }
-

@@ -7,8 +7,8 @@
 pub mod api;
 pub mod auth;
 mod health;
-mod metrics;
 mod listener;
+mod metrics;
 pub mod pages;
 pub mod tls;
 pub mod whep;

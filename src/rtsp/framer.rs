@@ -607,8 +607,7 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const DESCRIBE: &[u8] =
-        include_bytes!("../../tests/fixtures/camera-rtsp/bunny_describe.txt");
+    const DESCRIBE: &[u8] = include_bytes!("../../tests/fixtures/camera-rtsp/bunny_describe.txt");
     const BUNNY: &[u8] = include_bytes!("../../tests/fixtures/camera-rtsp/bunny.rtsp");
 
     fn drain(f: &mut Framer) -> Vec<Item> {
