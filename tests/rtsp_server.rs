@@ -836,7 +836,12 @@ fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> Option<Du
 fn request_caps_head_time_limit_and_connections_per_address() {
     let dir = temp_dir();
     let ports = Ports::new();
-    let mut gw = sim_gateway(dir.path(), &ports, "", &["demo"]);
+    let mut gw = sim_gateway(
+        dir.path(),
+        &ports,
+        "max_connections_per_address = 32\n",
+        &["demo"],
+    );
     let url = ports.url("demo");
 
     // Slowloris, in the background: a head that never ends, a byte a

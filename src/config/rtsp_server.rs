@@ -22,6 +22,7 @@ pub(super) struct RawRtspServer {
     pub udp_port_range: Option<Spanned<String>>,
     pub max_rtsp_clients: Option<Spanned<i64>>,
     pub max_rtsp_clients_per_camera: Option<Spanned<i64>>,
+    pub max_connections_per_address: Option<Spanned<i64>>,
     pub session_timeout: Option<Spanned<Number>>,
 }
 
@@ -43,6 +44,9 @@ pub struct RtspServerConfig {
     pub max_rtsp_clients: usize,
     /// RTSP clients of one camera. Default 100.
     pub max_rtsp_clients_per_camera: usize,
+    /// Connections from one address (IPv6: one /64) at once. Default 256:
+    /// a recorder opens one per camera it pulls.
+    pub max_connections_per_address: usize,
     /// A session with no request and no RTCP from its client this long is
     /// ended, and announced as `timeout=` in `Session`. Default 60 s.
     pub session_timeout: Duration,
@@ -57,6 +61,7 @@ impl Default for RtspServerConfig {
             udp_ports: (20000, 20999),
             max_rtsp_clients: 500,
             max_rtsp_clients_per_camera: 100,
+            max_connections_per_address: 256,
             session_timeout: Duration::from_secs(60),
         }
     }
@@ -159,6 +164,9 @@ pub(super) fn rtsp_server(
     if let Some(v) = &raw.max_rtsp_clients_per_camera {
         c.max_rtsp_clients_per_camera = count(v, "max_rtsp_clients_per_camera", src)?;
     }
+    if let Some(v) = &raw.max_connections_per_address {
+        c.max_connections_per_address = count(v, "max_connections_per_address", src)?.max(1);
+    }
     if let Some(v) = &raw.session_timeout {
         let secs = v.get_ref().0;
         if !(5.0..=3600.0).contains(&secs) {
@@ -188,7 +196,8 @@ mod tests {
         assert_eq!(parse("").unwrap().rtsp_server, RtspServerConfig::default());
         let c = parse(
             "[rtsp_server]\nlisten = \"127.0.0.1:9554\"\nudp_port_range = \"30000-30099\"\n\
-             max_rtsp_clients = 7\nmax_rtsp_clients_per_camera = 3\nsession_timeout = 20\nenabled = false\n",
+             max_rtsp_clients = 7\nmax_rtsp_clients_per_camera = 3\nsession_timeout = 20\nenabled = false\n\
+             max_connections_per_address = 9\n",
         )
         .unwrap()
         .rtsp_server;
@@ -196,6 +205,7 @@ mod tests {
         assert_eq!(c.udp_ports, (30000, 30099));
         assert_eq!((c.max_rtsp_clients, c.max_rtsp_clients_per_camera), (7, 3));
         assert_eq!(c.session_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_connections_per_address, 9);
         assert!(!c.enabled);
     }
 

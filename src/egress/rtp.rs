@@ -51,6 +51,11 @@ impl Timeline {
         }
     }
 
+    /// The output clock rate, Hz.
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
     /// The output timestamp the first input will get (RTP-Info's `rtptime`
     /// before anything was sent).
     pub fn first_output(&self) -> u32 {

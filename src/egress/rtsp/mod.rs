@@ -25,8 +25,6 @@ use crate::access::{address_key, Auth};
 use crate::camera::Supervisor;
 use crate::config::RtspServerConfig;
 
-/// Connections from one address (IPv6: one /64) at once.
-const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// Connections beyond the client places (clients that only DESCRIBE, or
 /// are on their way out) accepted at once.
 const SPARE_CONNECTIONS: usize = 64;
@@ -275,7 +273,7 @@ fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Option<ConnectionSlot> {
     let mut c = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
     let total: usize = c.values().sum();
     let n = c.get(&key).copied().unwrap_or(0);
-    if n >= MAX_CONNECTIONS_PER_ADDRESS
+    if n >= shared.config.max_connections_per_address
         || total >= shared.config.max_rtsp_clients + SPARE_CONNECTIONS
     {
         return None;

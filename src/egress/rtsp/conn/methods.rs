@@ -291,20 +291,31 @@ impl Connection {
         let player = s.player.as_ref().expect("set just above");
         let base = content_base(&req.uri, &s.camera.config.id);
         let base = base.trim_end_matches('/');
+        // npt 0 is the first picture sent: the cached keyframe, taken this
+        // long ago. Audio starts live, so its rtptime is dated back to it,
+        // and a client that lines tracks up by RTP-Info has them in step
+        // before the first sender report.
+        let since_keyframe = s
+            .gop
+            .first()
+            .map_or(0.0, |f| f.received.elapsed().as_secs_f64());
         let mut info = Vec::new();
         for (i, t) in s.tracks.iter().enumerate() {
             let Some(t) = t else { continue };
             let rtptime = if i == 0 {
                 player.first_video_timestamp()
-            } else if t.out.packets == 0 {
-                t.out.timeline.first_output()
             } else {
-                // PLAY after PAUSE: the audio timeline went on; its first
-                // output is long past.
-                t.out
-                    .timeline
-                    .now_output(std::time::Instant::now())
-                    .unwrap_or_else(|| t.out.timeline.first_output())
+                let timeline = &t.out.timeline;
+                let live = if t.out.packets == 0 {
+                    timeline.first_output()
+                } else {
+                    // PLAY after PAUSE: the audio timeline went on; its
+                    // first output is long past.
+                    timeline
+                        .now_output(std::time::Instant::now())
+                        .unwrap_or_else(|| timeline.first_output())
+                };
+                live.wrapping_sub((since_keyframe * f64::from(timeline.clock_rate())) as u32)
             };
             info.push(format!(
                 "url={base}/trackID={i};seq={};rtptime={rtptime}",
