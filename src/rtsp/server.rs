@@ -121,7 +121,13 @@ impl RequestReader {
                 ))
             }
             Err(line) => {
-                let shown: String = line.chars().take(80).collect();
+                // Quoted in logs: control characters (which `{:?}` would
+                // spell out six times longer) become `?`.
+                let shown: String = line
+                    .chars()
+                    .take(80)
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect();
                 return Some(Err(self.fail(RequestError::BadRequestLine(shown))));
             }
         };
