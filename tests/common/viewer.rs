@@ -332,14 +332,28 @@ impl Viewer {
         }
     }
 
+    /// Whether `n` pictures arrived within `limit`.
+    pub async fn frames_within(&self, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.frames() < n {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Waits until `n` pictures arrived.
     pub async fn wait_frames(&self, n: usize, limit: Duration) {
         let start = Instant::now();
         while self.frames() < n {
             assert!(
                 start.elapsed() < limit,
-                "{} of {n} pictures within {limit:?}",
-                self.frames()
+                "{} of {n} pictures within {limit:?} (peer connection {}, {} audio packets)",
+                self.frames(),
+                self.pc.connection_state(),
+                self.received.audio_packets.load(Ordering::Relaxed)
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
