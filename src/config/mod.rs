@@ -15,6 +15,7 @@ use url::Url;
 pub use access::{AuthConfig, HttpLimits, Role, TlsFiles, TokenConfig, UserConfig};
 
 mod access;
+mod camera_auth;
 mod credentials;
 pub mod faults;
 mod raw;
