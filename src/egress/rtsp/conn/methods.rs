@@ -18,6 +18,21 @@ use crate::rtsp::server::{parse_target, Answer, Target};
 use crate::rtsp::transport::Transport;
 
 impl Connection {
+    /// This client's consumer record of `cam`, in `state`, not yet
+    /// registered.
+    fn consumer(&self, cam: &CameraHandle, state: &'static str) -> Consumer {
+        let consumer = Consumer::new(
+            new_consumer_id(),
+            ConsumerKind::Rtsp,
+            cam.config.id.clone(),
+            None,
+            cam.cancel.child_token(),
+        );
+        consumer.set_remote(self.peer.to_string());
+        consumer.set_state(state);
+        consumer
+    }
+
     /// Checks the request's credentials for watching `camera`: the
     /// principal's name, or the refusal to send.
     async fn authorize(&self, req: &Request, camera: &str) -> Result<(), Answer> {
@@ -104,15 +119,7 @@ impl Connection {
         };
         if cam.config.on_demand && self.describing.is_none() && self.session.is_none() {
             // Wanting the camera starts it (and keeps it up until SETUP).
-            let consumer = Consumer::new(
-                new_consumer_id(),
-                ConsumerKind::Rtsp,
-                cam.config.id.clone(),
-                None,
-                cam.cancel.child_token(),
-            );
-            consumer.set_state("describing");
-            consumer.set_remote(self.peer.to_string());
+            let consumer = self.consumer(&cam, "describing");
             self.describing = Some(cam.consumers.register(consumer));
         }
         let info = match wait_for_video(&cam).await {
@@ -222,15 +229,7 @@ impl Connection {
                 }
             };
             let id = format!("{:016X}", rand::random::<u64>());
-            let consumer = Consumer::new(
-                new_consumer_id(),
-                ConsumerKind::Rtsp,
-                cam.config.id.clone(),
-                None,
-                cam.cancel.child_token(),
-            );
-            consumer.set_remote(self.peer.to_string());
-            consumer.set_state("ready");
+            let consumer = self.consumer(&cam, "ready");
             *consumer.answer.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(describe_sdp(&cam.config.id, &info, self.local.ip()));
             let guard = cam.consumers.register(consumer);
