@@ -2,6 +2,7 @@
 //! (recorders, VMS), and WebRTC viewers over WHEP.
 
 pub(crate) mod clock;
+pub(crate) mod places;
 pub mod rtp;
 pub mod rtsp;
 

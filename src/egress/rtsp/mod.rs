@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::access::{address_key, Auth};
 use crate::camera::Supervisor;
 use crate::config::RtspServerConfig;
+use crate::egress::places::{Names, Place, Places};
 
 /// Connections beyond the client places (clients that only DESCRIBE, or
 /// are on their way out) accepted at once.
@@ -53,66 +54,15 @@ pub(crate) struct Shared {
     auth: Arc<Auth>,
     /// The Digest nonce of this run.
     nonce: String,
-    /// Client places taken, in all and per camera.
-    places: Mutex<Places>,
+    /// Client places under `max_rtsp_clients` and the per-camera limit.
+    places: Arc<Places>,
     /// Open connections per address (IPv6 by /64).
     connections: Mutex<HashMap<IpAddr, usize>>,
     /// Local UDP ports in use (the even port of each pair).
     udp_ports: Mutex<std::collections::HashSet<u16>>,
 }
 
-/// Client places taken.
-#[derive(Default)]
-struct Places {
-    /// In all.
-    total: usize,
-    /// Per camera id.
-    per_camera: HashMap<String, usize>,
-}
-
-/// A client's place: given back when dropped.
-pub(crate) struct Place {
-    shared: Arc<Shared>,
-    camera: String,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut p = self.shared.places.lock().unwrap_or_else(|e| e.into_inner());
-        p.total = p.total.saturating_sub(1);
-        if let Some(n) = p.per_camera.get_mut(&self.camera) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                p.per_camera.remove(&self.camera);
-            }
-        }
-    }
-}
-
 impl Shared {
-    /// Takes a client place for `camera`, or says which limit is reached.
-    fn take_place(self: &Arc<Self>, camera: &str) -> Result<Place, String> {
-        let mut p = self.places.lock().unwrap_or_else(|e| e.into_inner());
-        if p.total >= self.config.max_rtsp_clients {
-            return Err(format!(
-                "the gateway serves its limit of {} RTSP clients ([rtsp_server] max_rtsp_clients)",
-                self.config.max_rtsp_clients
-            ));
-        }
-        let n = p.per_camera.get(camera).copied().unwrap_or(0);
-        if n >= self.config.max_rtsp_clients_per_camera {
-            return Err(format!(
-                "camera {camera:?} has its limit of {n} RTSP clients ([rtsp_server] max_rtsp_clients_per_camera)"
-            ));
-        }
-        p.total += 1;
-        *p.per_camera.entry(camera.to_owned()).or_default() += 1;
-        Ok(Place {
-            shared: self.clone(),
-            camera: camera.to_owned(),
-        })
-    }
-
     /// Binds a free even/odd UDP port pair of the range on `ip`.
     async fn udp_pair(
         self: &Arc<Self>,
@@ -206,7 +156,15 @@ impl RtspServer {
                 supervisor,
                 auth,
                 nonce: crate::rtsp::digest::new_nonce(),
-                places: Mutex::default(),
+                places: Places::new(
+                    config.max_rtsp_clients,
+                    config.max_rtsp_clients_per_camera,
+                    Names {
+                        what: "RTSP clients",
+                        total_key: "[rtsp_server] max_rtsp_clients",
+                        camera_key: "[rtsp_server] max_rtsp_clients_per_camera",
+                    },
+                ),
                 connections: Mutex::default(),
                 udp_ports: Mutex::default(),
             }),

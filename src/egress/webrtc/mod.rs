@@ -9,7 +9,6 @@
 //! the one port a site has to open; the rewritten sans-IO line has none.
 
 pub mod negotiate;
-mod places;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -42,8 +41,8 @@ use webrtc::track::track_local::TrackLocal;
 use crate::camera::consumers::new_consumer_id;
 use crate::camera::{CameraHandle, CameraState, Consumer, ConsumerKind};
 use crate::config::WebrtcConfig;
+use crate::egress::places::{Names, Places};
 use negotiate::{NegotiationError, Profile};
-use places::ViewerPlaces;
 
 /// NACK history per viewer: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
 const NACK_HISTORY_LOG2: u8 = 9;
@@ -100,7 +99,7 @@ pub struct WebrtcEgress {
     local_addr: SocketAddr,
     /// Viewers per camera and overall, under `max_viewers_per_camera` and
     /// `max_viewers`.
-    places: Arc<ViewerPlaces>,
+    places: Arc<Places>,
     tasks: TaskTracker,
 }
 
@@ -117,7 +116,15 @@ impl WebrtcEgress {
             config: config.clone(),
             mux,
             local_addr,
-            places: ViewerPlaces::new(config.max_viewers, config.max_viewers_per_camera),
+            places: Places::new(
+                config.max_viewers,
+                config.max_viewers_per_camera,
+                Names {
+                    what: "viewers",
+                    total_key: "max_viewers",
+                    camera_key: "max_viewers_per_camera",
+                },
+            ),
             tasks: TaskTracker::new(),
         }))
     }

@@ -53,7 +53,7 @@ pub(super) struct Viewer {
     pub connect_timeout: Duration,
     pub disconnect_timeout: Duration,
     /// Given back when the task ends (the viewer counts).
-    pub _place: super::places::ViewerPlace,
+    pub _place: crate::egress::places::Place,
 }
 
 /// The video sender's state.

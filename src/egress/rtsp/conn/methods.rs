@@ -221,7 +221,12 @@ impl Connection {
             }
         };
         if self.session.is_none() {
-            let place = match self.shared.take_place(&cam.config.id) {
+            let place = match self
+                .shared
+                .places
+                .try_take(&cam.config.id)
+                .map_err(|e| e.to_string())
+            {
                 Ok(p) => p,
                 Err(why) => {
                     tracing::info!(peer = %self.peer, camera = %cam.config.id, why = %why, "rtsp client refused");
