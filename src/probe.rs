@@ -9,9 +9,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::camera::codec::VideoParams;
 use crate::camera::session::{run_session, Carrier, SessionContext, SessionEnd, SessionParams};
+use crate::camera::VideoFrame;
 use crate::camera::{CameraState, CameraStats, CameraStatus, Hub, MediaEvent};
-use crate::codec_info::{parse_sps, slice_type};
+use crate::codec_info::parse_sps;
 use crate::redact::redact_url;
 
 /// What was measured.
@@ -158,7 +160,7 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
                 };
             }
             ev = rx.recv() => match ev {
-                Ok(MediaEvent::Video(f)) => acc.frame(&f.au, Instant::now()),
+                Ok(MediaEvent::Video(f)) => acc.frame(&f, Instant::now()),
                 Ok(MediaEvent::Audio(_)) => {}
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
@@ -197,13 +199,22 @@ pub async fn probe(url: &Url, carrier: Carrier, duration: Duration) -> Result<Pr
         .map(|(media, enc)| format!("{media} {enc}"))
         .collect();
     let params = hub.info().video_params;
-    report.video = match params.as_ref().and_then(|p| parse_sps(&p.sps)) {
-        Some(i) => Some(format!(
-            "H264 {}x{} profile {} level {}",
-            i.width, i.height, i.profile, i.level
-        )),
+    report.video = match params.as_ref() {
+        Some(VideoParams::H264(p)) => parse_sps(&p.sps)
+            .map(|i| {
+                format!(
+                    "H264 {}x{} profile {} level {}",
+                    i.width, i.height, i.profile, i.level
+                )
+            })
+            .or_else(|| status.video.clone()),
+        // `H265 1280x720 Main L4 Main tier`.
+        Some(p @ VideoParams::H265(_)) => Some(p.describe()),
         None => status.video.clone(),
     };
+    // The analyzer's judgement (B slices of either codec), from the
+    // camera's counters.
+    report.b_frames = snap.b_frames > 0;
     report.audio = status.audio.clone();
     report.transport = status.transport;
     report.packets_lost = snap.rtp_packets_lost;
@@ -259,12 +270,12 @@ struct Accumulator {
     bytes: u64,
     since_idr: Option<u64>,
     gop: Option<u64>,
-    b_frames: bool,
     last_arrival: Option<Instant>,
 }
 
 impl Accumulator {
-    fn frame(&mut self, au: &crate::h264::AccessUnit, now: Instant) {
+    fn frame(&mut self, frame: &VideoFrame, now: Instant) {
+        let au = &frame.au;
         if self.first.is_none() {
             self.first = Some((au.timestamp, now));
         } else {
@@ -277,7 +288,7 @@ impl Accumulator {
         if au.damaged {
             self.damaged += 1;
         }
-        if au.is_idr() {
+        if frame.keyframe {
             self.keyframes += 1;
             if let Some(n) = self.since_idr {
                 self.gop = Some(n);
@@ -285,9 +296,6 @@ impl Accumulator {
             self.since_idr = Some(1);
         } else if let Some(n) = self.since_idr.as_mut() {
             *n += 1;
-        }
-        if au.nals.iter().any(|n| slice_type(n) == Some(1)) {
-            self.b_frames = true;
         }
     }
 
@@ -304,7 +312,6 @@ impl Accumulator {
             frames: self.frames,
             keyframes: self.keyframes,
             damaged: self.damaged,
-            b_frames: self.b_frames,
             seconds,
             ..Default::default()
         }

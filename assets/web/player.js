@@ -86,12 +86,18 @@ class WhepPlayer {
         let reason = "HTTP " + r.status;
         try { reason = (await r.json()).error || reason; } catch (_) {}
         this.close();
-        this.retry(reason, r.status === 404 || r.status === 403 || r.status === 401);
+        // 422: this browser cannot take what the camera sends (an H.265
+        // camera and a browser without an H.265 decoder): the sentence says
+        // so; asking again soon would not change it.
+        this.retry(reason, r.status === 404 || r.status === 403 || r.status === 401 || r.status === 422,
+          r.status === 422 ? "unsupported" : "down");
         return;
       }
       this.location = r.headers.get("Location");
       this.note = r.headers.get("X-Camgate-Note") || "";
-      await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+      const answer = await r.text();
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      this.watchDecoding(pc, /a=rtpmap:\d+ H265\//i.test(answer) ? "H.265" : "H.264");
       this.retryDelay = 1000;
     } catch (e) {
       if (pc === this.pc) this.retry(String(e && e.message ? e.message : e));
@@ -125,10 +131,23 @@ class WhepPlayer {
     }
   }
 
-  retry(reason, slow) {
+  // Connected but no picture after a while: say so in words rather than
+  // leave a black tile (a browser may offer H.265 and still fail to decode
+  // it, without a hardware decoder).
+  watchDecoding(pc, codec) {
+    clearTimeout(this.decodeTimer);
+    this.decodeTimer = setTimeout(() => {
+      if (pc !== this.pc || this.firstFrameMs !== null) return;
+      if (pc.connectionState !== "connected") return;
+      this.setStatus("connecting", "connected, but no picture decoded yet: this browser may not decode the camera's "
+        + codec + " video");
+    }, 8000);
+  }
+
+  retry(reason, slow, status) {
     this.close();
     if (this.stopped) return;
-    this.setStatus("down", reason);
+    this.setStatus(status || "down", reason);
     clearTimeout(this.retryTimer);
     const delay = slow ? 10000 : this.retryDelay;
     this.retryDelay = Math.min(this.retryDelay * 2, 10000);
@@ -137,6 +156,7 @@ class WhepPlayer {
 
   close() {
     clearTimeout(this.disconnectTimer);
+    clearTimeout(this.decodeTimer);
     if (this.location) {
       fetch(this.location, { method: "DELETE", keepalive: true, credentials: "same-origin" }).catch(() => {});
       this.location = null;

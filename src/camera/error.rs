@@ -24,8 +24,12 @@ pub enum SessionError {
     #[error(transparent)]
     Rtsp(#[from] ClientError),
     /// The camera offers no H.264 video.
-    #[error("camera sends no H.264 video (it offers: {0}); camgate republishes H.264 only")]
+    #[error("camera sends no H.264 or H.265 video (it offers: {0}); camgate republishes H.264 and H.265")]
     UnsupportedCodec(String),
+    /// The camera's video is of a codec camgate takes, in a form it does
+    /// not (an H.265 stream with DONL).
+    #[error("camera's video cannot be received: {0}")]
+    UnsupportedStream(String),
     /// Playing, but no RTP arrived for a while.
     #[error("no RTP received for {0} s while playing")]
     MediaTimeout(u64),
@@ -66,7 +70,9 @@ impl SessionError {
             SessionError::Resolve { .. } | SessionError::Connect { .. } => CameraState::Unreachable,
             SessionError::Rtsp(ClientError::Unauthorized { .. }) => CameraState::Unauthorized,
             SessionError::Rtsp(ClientError::NotFound { .. }) => CameraState::NotFound,
-            SessionError::UnsupportedCodec(_) => CameraState::UnsupportedCodec,
+            SessionError::UnsupportedCodec(_) | SessionError::UnsupportedStream(_) => {
+                CameraState::UnsupportedCodec
+            }
             _ => CameraState::Backoff,
         }
     }
@@ -80,7 +86,9 @@ impl SessionError {
             SessionError::Rtsp(ClientError::NotFound { .. }) => "not_found",
             SessionError::Rtsp(ClientError::Timeout { .. }) => "rtsp_timeout",
             SessionError::Rtsp(_) => "rtsp_error",
-            SessionError::UnsupportedCodec(_) => "unsupported_codec",
+            SessionError::UnsupportedCodec(_) | SessionError::UnsupportedStream(_) => {
+                "unsupported_codec"
+            }
             SessionError::MediaTimeout(_) | SessionError::NoPictures(_) => "media_timeout",
             SessionError::NoUdpMedia(_) => "no_udp_media",
             SessionError::Closed => "closed",

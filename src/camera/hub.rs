@@ -8,7 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::h264::{AccessUnit, ParameterSets};
+use super::codec::{VideoCodec, VideoParams};
+use crate::h264::AccessUnit;
 
 /// How many media events a consumer may be behind before it lags. At 25 fps
 /// with audio every 20 ms this is several seconds.
@@ -19,6 +20,11 @@ const CAPACITY: usize = 1024;
 pub struct VideoFrame {
     /// The access unit, payloads shared with every consumer.
     pub au: AccessUnit,
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// The picture is a keyframe (an IDR picture; for H.265 an IRAP
+    /// picture): a consumer may start decoding here.
+    pub keyframe: bool,
     /// The timeline the timestamp belongs to: each camera session has its
     /// own range of timeline numbers, and a discontinuity within a session
     /// (SSRC change, timestamp jump) moves to the next, so consumers
@@ -53,8 +59,10 @@ pub enum MediaEvent {
 /// The streams of the current session, for writing consumer SDPs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamInfo {
+    /// The video codec.
+    pub video_codec: VideoCodec,
     /// Video parameter sets, from the SDP or the stream.
-    pub video_params: Option<ParameterSets>,
+    pub video_params: Option<VideoParams>,
     /// Audio, when the camera sends a stream that can be passed through.
     pub audio: Option<AudioInfo>,
 }
@@ -90,7 +98,7 @@ struct Gop {
 
 impl Gop {
     fn push(&mut self, frame: &Arc<VideoFrame>) {
-        if frame.au.is_idr() {
+        if frame.keyframe {
             self.frames.clear();
             self.bytes = 0;
         } else if self.frames.is_empty() {
@@ -328,6 +336,8 @@ mod tests {
                 damaged: false,
                 loss_before: false,
             },
+            codec: VideoCodec::H264,
+            keyframe: idr,
             timeline,
             received: Instant::now(),
         })

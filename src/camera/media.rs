@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::codec::{VideoCodec, VideoParams, VideoPipeline};
 use super::hub::{AudioPacket, Hub, MediaEvent, VideoFrame};
 use super::stats::CameraStats;
 use super::CameraStatus;
-use crate::h264::analyzer::Analyzer;
-use crate::h264::repair::{DropReason, OnDamage, RepairGate};
-use crate::h264::{Depacketizer, ParameterSets};
+use crate::h264::repair::{DropReason, OnDamage};
 use crate::rtp::jitter::{JitterBuffer, JitterConfig, JitterStats, Pushed, Released};
 use crate::rtp::RtpPacket;
 
@@ -39,12 +38,11 @@ pub(super) struct Actions {
 
 /// The video-only part of the path.
 pub(super) struct VideoPath {
-    depacketizer: Depacketizer,
-    analyzer: Analyzer,
-    gate: RepairGate,
+    /// Depacketizer, analyzer and repair gate of the camera's codec.
+    pipeline: VideoPipeline,
     /// Parameter sets last published to the hub.
-    published_params: Option<ParameterSets>,
-    /// RTP timestamp of the last IDR, for the GOP duration.
+    published_params: Option<VideoParams>,
+    /// RTP timestamp of the last keyframe, for the GOP duration.
     last_idr_ts: Option<u32>,
     /// Measured keyframe interval.
     gop: Option<Duration>,
@@ -55,7 +53,7 @@ pub(super) struct VideoPath {
 }
 
 /// The health warning for cameras that send B-frames.
-pub const B_FRAMES_WARNING: &str = "the camera sends B-frames, which play unsmoothly in browsers over WebRTC: \
+pub const B_FRAMES_WARNING: &str = "the camera sends B-frames (B-slices), which play unsmoothly in browsers over WebRTC: \
      turn them off in the camera's encoder settings (often \"B-frames: 0\", \"GOP structure: IP\" or a baseline profile)";
 
 /// Video or audio handling.
@@ -97,14 +95,13 @@ impl MediaPath {
     /// A video path. `timeline` is the session's first timeline number.
     pub fn video(
         latency: Duration,
-        params: Option<ParameterSets>,
+        codec: VideoCodec,
+        params: Option<VideoParams>,
         policy: OnDamage,
         timeline: u64,
     ) -> Self {
         let video = VideoPath {
-            depacketizer: Depacketizer::new(params.clone()),
-            analyzer: Analyzer::new(params.as_ref()),
-            gate: RepairGate::new(policy, params.clone()),
+            pipeline: VideoPipeline::new(codec, params.clone(), policy),
             published_params: params,
             last_idr_ts: None,
             gop: None,
@@ -248,32 +245,32 @@ impl VideoPath {
     ) -> Actions {
         let stats = sink.stats;
         let mut actions = Actions::default();
-        self.depacketizer.push(pkt);
-        while let Some(au) = self.depacketizer.pull() {
-            let analysis = self.analyzer.analyze(&au);
+        let codec = self.pipeline.codec();
+        self.pipeline.push(pkt);
+        while let Some(checked) = self.pipeline.pull() {
             CameraStats::add(&stats.frames_received, 1);
             actions.pictures += 1;
-            if analysis.idr {
+            if checked.keyframe {
                 CameraStats::add(&stats.keyframes_received, 1);
                 if let Some(prev) = self.last_idr_ts {
-                    let ticks = au.timestamp.wrapping_sub(prev);
+                    let ticks = checked.timestamp.wrapping_sub(prev);
                     if ticks > 0 && ticks < 60 * 90_000 {
                         let gop = Duration::from_secs_f64(f64::from(ticks) / 90_000.0);
                         CameraStats::set(&stats.keyframe_interval_us, gop.as_micros() as u64);
                         self.gop = Some(gop);
                     }
                 }
-                self.last_idr_ts = Some(au.timestamp);
+                self.last_idr_ts = Some(checked.timestamp);
             }
-            stats.note_frame(analysis.idr);
-            if !analysis.damage.is_empty() {
+            stats.note_frame(checked.keyframe);
+            if !checked.damage.is_empty() {
                 CameraStats::add(&stats.frames_damaged, 1);
-                for d in &analysis.damage {
+                for d in &checked.damage {
                     stats.add_damage(d.as_str());
                 }
-                tracing::debug!(damage = ?analysis.damage, ts = au.timestamp, "damaged frame");
+                tracing::debug!(damage = ?checked.damage, ts = checked.timestamp, "damaged frame");
             }
-            if analysis.b_frame {
+            if checked.b_frame {
                 CameraStats::add(&stats.b_frames, 1);
                 if !self.warned_b_frames {
                     self.warned_b_frames = true;
@@ -281,12 +278,8 @@ impl VideoPath {
                     sink.status.send_modify(|st| st.warn(B_FRAMES_WARNING));
                 }
             }
-            let inserted_before = self.gate.stats().sps_pps_inserted;
-            let out = self.gate.process(au, &analysis);
-            CameraStats::add(
-                &stats.sps_pps_inserted,
-                self.gate.stats().sps_pps_inserted - inserted_before,
-            );
+            CameraStats::add(&stats.sps_pps_inserted, checked.params_inserted);
+            let out = checked.out;
             match out.dropped {
                 Some(DropReason::Damaged) => CameraStats::add(&stats.frames_dropped_damaged, 1),
                 Some(DropReason::WaitingForKeyframe) => {
@@ -296,13 +289,14 @@ impl VideoPath {
             }
             // A keyframe that arrives damaged (often the answer to the last
             // request) is a failed refresh: ask again now, not on the timer.
-            let failed_refresh = analysis.idr && out.dropped == Some(DropReason::Damaged);
+            let failed_refresh = checked.keyframe && out.dropped == Some(DropReason::Damaged);
             actions.refresh |= out.request_refresh || failed_refresh;
             if out.request_refresh && self.damaged_since.is_none() {
                 self.damaged_since = Some(now);
             }
             if let Some(au) = out.forward {
-                if au.is_idr() {
+                let keyframe = codec.is_keyframe(&au);
+                if keyframe {
                     self.damaged_since = None;
                 }
                 if out.discontinuity {
@@ -310,33 +304,26 @@ impl VideoPath {
                 }
                 sink.hub.publish(MediaEvent::Video(Arc::new(VideoFrame {
                     au,
+                    codec,
+                    keyframe,
                     timeline: *timeline,
                     received: now,
                 })));
             }
         }
         // New parameter sets (in band): publish for consumer SDPs.
-        let params = self.depacketizer.parameter_sets();
-        if params.is_some() && params != self.published_params.as_ref() {
-            self.published_params = params.cloned();
-            let params = self.published_params.clone();
+        if let Some(params) = self
+            .pipeline
+            .new_parameter_sets(self.published_params.as_ref())
+        {
             sink.status
-                .send_modify(|st| st.video = Some(describe_video(params.as_ref())));
+                .send_modify(|st| st.video = Some(params.describe()));
+            self.published_params = Some(params.clone());
             let mut info = sink.hub.info();
-            info.video_params = params;
+            info.video_codec = codec;
+            info.video_params = Some(params);
             sink.hub.set_info(info);
         }
         actions
-    }
-}
-
-/// `H264 640x360 Main 3.0` (or just the codec when the SPS is unknown).
-pub(super) fn describe_video(params: Option<&ParameterSets>) -> String {
-    match params.and_then(|p| crate::codec_info::parse_sps(&p.sps)) {
-        Some(info) => format!(
-            "H264 {}x{} {} {}",
-            info.width, info.height, info.profile, info.level
-        ),
-        None => "H264".to_string(),
     }
 }

@@ -3,6 +3,7 @@
 //! task with backoff, the supervisor's registry, the hub that fans media
 //! out, and each camera's visible state and counters.
 
+pub mod codec;
 mod connect;
 pub mod consumers;
 mod demand;
@@ -44,7 +45,7 @@ pub enum CameraState {
     NotFound,
     /// The camera's address did not accept a connection.
     Unreachable,
-    /// The camera sends no codec camgate can republish (e.g. H.265 only).
+    /// The camera sends no codec camgate can republish (e.g. MJPEG only).
     UnsupportedCodec,
     /// Disabled in the configuration, or the gateway is stopping.
     Stopped,

@@ -1,5 +1,5 @@
 //! Stream choice and SETUP for one RTSP session (RFC 2326 sections 10.4 and
-//! 12.39): the H.264 video stream and a pass-through audio stream are
+//! 12.39): the H.264 or H.265 video stream and a pass-through audio stream are
 //! picked from the camera's SDP, described in the camera's status and hub,
 //! given a receive path each, and a transport (interleaved channels, or a
 //! UDP port pair, RFC 3550 section 11).
@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+use super::codec::{VideoCodec, VideoParams};
 use super::error::SessionError;
 use super::hub::{AudioInfo, StreamInfo};
-use super::media::{describe_video, MediaPath};
+use super::media::MediaPath;
 use super::params::{Carrier, SessionContext, SessionParams};
 use super::udp::{bind_udp_pair, record_buffer, set_receive_buffer};
-use crate::h264::ParameterSets;
 use crate::redact::redact_url;
 use crate::rtsp::{Presentation, StreamSetup, TransportRequest};
 
@@ -46,7 +46,8 @@ pub(super) struct Chosen {
     pub udp: Vec<(usize, UdpSocket, UdpSocket)>,
 }
 
-/// Picks the H.264 video stream and a pass-through audio stream of `p`,
+/// Picks the video stream (H.264 rather than H.265 when the camera offers
+/// both, since every browser decodes it) and a pass-through audio stream of `p`,
 /// publishes what they are, and prepares their receivers and SETUP
 /// requests (UDP sockets bound on `local_ip`). `server` is the camera's
 /// `Server` header, if any.
@@ -59,11 +60,15 @@ pub(super) async fn choose_streams(
 ) -> Result<Chosen, SessionError> {
     let sdp = String::from_utf8_lossy(&p.sdp).into_owned();
     let server = server.or_else(|| p.tool.clone());
-    let video = p
-        .streams
-        .iter()
-        .position(|s| s.media == "video" && s.encoding == "H264");
-    let Some(video) = video else {
+    let video = [VideoCodec::H264, VideoCodec::H265]
+        .into_iter()
+        .find_map(|codec| {
+            p.streams
+                .iter()
+                .position(|s| s.media == "video" && s.encoding == codec.encoding())
+                .map(|i| (i, codec))
+        });
+    let Some((video, codec)) = video else {
         let offered: Vec<String> = p
             .streams
             .iter()
@@ -81,9 +86,16 @@ pub(super) async fn choose_streams(
         .position(|s| s.media == "audio" && PASSTHROUGH_AUDIO.contains(&s.encoding.as_str()));
 
     let vdesc = &p.streams[video];
-    let params_from_sdp = vdesc
-        .fmtp_param("sprop-parameter-sets")
-        .and_then(|v| ParameterSets::from_sprop(v).ok());
+    let params_from_sdp = match VideoParams::from_fmtp(codec, vdesc.fmtp.as_deref()) {
+        Ok(p) => p,
+        Err(why) => {
+            ctx.status.send_modify(|st| {
+                st.sdp = Some(redact_url(&sdp));
+                st.server = server;
+            });
+            return Err(SessionError::UnsupportedStream(why));
+        }
+    };
     let audio_info = audio.map(|i| {
         let d = &p.streams[i];
         AudioInfo {
@@ -115,12 +127,16 @@ pub(super) async fn choose_streams(
         }
         st.sdp = Some(redact_url(&sdp));
         st.server = server;
-        st.video = Some(describe_video(params_from_sdp.as_ref()));
+        st.video = Some(crate::camera::codec::describe(
+            codec,
+            params_from_sdp.as_ref(),
+        ));
         st.audio = audio_info
             .as_ref()
             .map(|a| format!("{}/{}", a.encoding, a.clock_rate));
     });
     ctx.hub.set_info(StreamInfo {
+        video_codec: codec,
         video_params: params_from_sdp.clone(),
         audio: audio_info,
     });
@@ -131,7 +147,7 @@ pub(super) async fn choose_streams(
     let timeline = ctx.session_number << 20;
     let mut chosen = vec![(
         video,
-        MediaPath::video(latency, params_from_sdp, params.on_damage, timeline),
+        MediaPath::video(latency, codec, params_from_sdp, params.on_damage, timeline),
     )];
     if let Some(a) = audio {
         chosen.push((

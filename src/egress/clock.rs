@@ -103,6 +103,8 @@ mod tests {
                 damaged: false,
                 loss_before: false,
             },
+            codec: crate::camera::codec::VideoCodec::H264,
+            keyframe: false,
             timeline,
             received: Instant::now(),
         }

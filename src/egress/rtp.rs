@@ -11,10 +11,11 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::camera::codec::{VideoCodec, VideoPacketizer};
 use crate::camera::hub::{AudioInfo, StreamInfo};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub, MediaEvent};
 use crate::config::RtpOut;
-use crate::h264::packetizer::{Packetizer, Payload};
+use crate::h264::packetizer::Payload;
 use crate::rtp::RtpPacket;
 
 /// Dynamic payload type of the H.264 stream we send.
@@ -155,7 +156,7 @@ pub async fn run_rtp_out(
     let audio_dest = SocketAddr::new(out.destination.ip(), out.destination.port().wrapping_add(2));
     let mut rx = hub.subscribe();
     let mut info_rx = hub.watch_info();
-    let mut packetizer = Packetizer::new(payload_size);
+    let mut packetizer = VideoPacketizer::new(payload_size);
     let mut video = OutStream::new(90_000);
     let mut audio: Option<(OutStream, AudioInfo)> = None;
     let mut payloads: Vec<Payload> = Vec::with_capacity(64);
@@ -176,7 +177,7 @@ pub async fn run_rtp_out(
                 // (`on_damage`); here only a consumer's own start or lag
                 // waits for a keyframe.
                 if wait_keyframe {
-                    if !frame.au.is_idr() {
+                    if !frame.keyframe {
                         continue;
                     }
                     wait_keyframe = false;
@@ -188,7 +189,12 @@ pub async fn run_rtp_out(
                 payloads.clear();
                 {
                     let info = info_rx.borrow_and_update();
-                    packetizer.packetize(&frame.au, info.video_params.as_ref(), &mut payloads);
+                    packetizer.packetize(
+                        frame.codec,
+                        &frame.au,
+                        info.video_params.as_ref(),
+                        &mut payloads,
+                    );
                 }
                 for p in &payloads {
                     send(
@@ -340,17 +346,22 @@ pub fn consumer_sdp(camera_id: &str, out: &RtpOut, info: &StreamInfo) -> String 
 pub(super) fn write_media(s: &mut String, info: &StreamInfo, ports: [u16; 2], control: bool) {
     let _ = write!(
         s,
-        "m=video {} RTP/AVP {VIDEO_PAYLOAD_TYPE}\r\na=rtpmap:{VIDEO_PAYLOAD_TYPE} H264/90000\r\n",
-        ports[0]
+        "m=video {} RTP/AVP {VIDEO_PAYLOAD_TYPE}\r\na=rtpmap:{VIDEO_PAYLOAD_TYPE} {}/90000\r\n",
+        ports[0],
+        info.video_codec.encoding()
     );
-    let mut fmtp = String::from("packetization-mode=1");
-    if let Some(p) = &info.video_params {
-        if let Some(plid) = p.profile_level_id() {
-            let _ = write!(fmtp, ";profile-level-id={plid}");
-        }
-        let _ = write!(fmtp, ";sprop-parameter-sets={}", p.to_sprop());
+    let fmtp = match info
+        .video_params
+        .as_ref()
+        .filter(|p| p.codec() == info.video_codec)
+    {
+        Some(p) => p.fmtp(),
+        None if info.video_codec == VideoCodec::H264 => "packetization-mode=1".to_string(),
+        None => String::new(),
+    };
+    if !fmtp.is_empty() {
+        let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\n");
     }
-    let _ = write!(s, "a=fmtp:{VIDEO_PAYLOAD_TYPE} {fmtp}\r\n");
     if control {
         s.push_str("a=control:trackID=0\r\n");
     }
@@ -408,6 +419,7 @@ mod tests {
             ttl: 1,
         };
         let info = StreamInfo {
+            video_codec: VideoCodec::H264,
             video_params: None,
             audio: Some(AudioInfo {
                 encoding: "PCMU".into(),
@@ -429,5 +441,36 @@ mod tests {
             ttl: 4,
         };
         assert!(consumer_sdp("x", &mc, &StreamInfo::default()).contains("c=IN IP4 239.1.2.3/4\r\n"));
+    }
+
+    #[test]
+    fn h265_sdp_names_the_codec_its_parameter_sets_and_profile() {
+        let aus = crate::h265::tests::clip("p.h265");
+        let params = crate::h265::tests::clip_params(&aus);
+        let out = RtpOut {
+            destination: "127.0.0.1:5004".parse().unwrap(),
+            ttl: 1,
+        };
+        let mut info = StreamInfo {
+            video_codec: VideoCodec::H265,
+            video_params: None,
+            audio: None,
+        };
+        let sdp = consumer_sdp("cam", &out, &info);
+        assert!(sdp.contains("a=rtpmap:96 H265/90000\r\n"), "{sdp}");
+        assert!(!sdp.contains("a=fmtp"), "no parameter sets yet: {sdp}");
+        info.video_params = Some(crate::camera::codec::VideoParams::H265(params.clone()));
+        let sdp = consumer_sdp("cam", &out, &info);
+        let fmtp = sdp.lines().find(|l| l.starts_with("a=fmtp:96 ")).unwrap();
+        assert!(
+            fmtp.contains("profile-id=1;tier-flag=0;level-id="),
+            "{fmtp}"
+        );
+        assert!(fmtp.contains(&params.to_fmtp()), "{fmtp}");
+        // What ffmpeg and other receivers read back is what camgate has.
+        let back = crate::h265::ParameterSets::from_fmtp(&fmtp["a=fmtp:96 ".len()..])
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, params);
     }
 }

@@ -31,7 +31,7 @@
 pub mod analyzer;
 pub mod depacketizer;
 pub mod packetizer;
-mod params;
+pub(crate) mod params;
 pub mod repair;
 
 use std::num::NonZeroUsize;

@@ -272,6 +272,18 @@ pub fn wait_decode(mut child: Child, limit: Duration) -> Decoded {
 
 /// GStreamer's RTSP server (tests/support/gst_rtsp_server.py) on `port`.
 pub fn spawn_gst_server(dir: &Path, port: u16, user: &str, password: &str) -> Proc {
+    spawn_gst_server_with(dir, port, user, password, &[])
+}
+
+/// GStreamer's RTSP server with the script's options `extra` (for example
+/// `["--codec", "h265"]`).
+pub fn spawn_gst_server_with(
+    dir: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> Proc {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/gst_rtsp_server.py"
@@ -281,6 +293,7 @@ pub fn spawn_gst_server(dir: &Path, port: u16, user: &str, password: &str) -> Pr
     // Debian's python3 has the gi bindings; a pyenv python on PATH does not.
     let child = Command::new("/usr/bin/python3")
         .args([script, user, password, &port.to_string()])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(err)
         .spawn()

@@ -92,6 +92,9 @@ pub struct Received {
     pub timestamps: Mutex<Vec<u32>>,
     /// The video stream's SSRC, once a packet arrived.
     pub video_ssrc: AtomicU64,
+    /// Every picture received, as an Annex B byte stream (for decoding it
+    /// with ffmpeg), up to 64 MiB.
+    pub annex_b: Mutex<Vec<u8>>,
     /// Video sequence numbers seen, and how many arrived twice.
     pub seqs: Mutex<std::collections::HashSet<u16>>,
     pub duplicates: AtomicUsize,
@@ -110,6 +113,40 @@ pub struct Viewer {
     port: u16,
 }
 
+/// camgate's depacketizer of one codec (no analysis: the viewer sees what
+/// camgate sent).
+enum Depack {
+    H264(camgate::h264::Depacketizer),
+    H265(camgate::h265::Depacketizer),
+}
+
+impl Depack {
+    fn new(codec: camgate::camera::codec::VideoCodec) -> Self {
+        match codec {
+            camgate::camera::codec::VideoCodec::H264 => {
+                Depack::H264(camgate::h264::Depacketizer::new(None))
+            }
+            camgate::camera::codec::VideoCodec::H265 => {
+                Depack::H265(camgate::h265::Depacketizer::new(None))
+            }
+        }
+    }
+
+    fn push(&mut self, p: &camgate::rtp::RtpPacket) {
+        match self {
+            Depack::H264(d) => d.push(p),
+            Depack::H265(d) => d.push(p),
+        }
+    }
+
+    fn pull(&mut self) -> Option<camgate::h264::AccessUnit> {
+        match self {
+            Depack::H264(d) => d.pull(),
+            Depack::H265(d) => d.pull(),
+        }
+    }
+}
+
 /// How the viewer's offer is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OfferKind {
@@ -117,12 +154,48 @@ pub enum OfferKind {
     Default,
     /// VP8 only: no H.264.
     Vp8Only,
+    /// The default codecs and H265 (Main profile, Main tier, level 3.1 as
+    /// Chrome 136+ lists it when the machine decodes H.265 in hardware).
+    H265,
 }
 
 fn api(kind: OfferKind) -> webrtc::api::API {
     let mut media = MediaEngine::default();
     match kind {
         OfferKind::Default => media.register_default_codecs().unwrap(),
+        OfferKind::H265 => {
+            use webrtc::rtp_transceiver::rtp_codec::{
+                RTCRtpCodecCapability, RTCRtpCodecParameters,
+            };
+            use webrtc::rtp_transceiver::RTCPFeedback;
+            media
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        capability: RTCRtpCodecCapability {
+                            mime_type: "video/H265".into(),
+                            clock_rate: 90000,
+                            sdp_fmtp_line: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+                                .into(),
+                            rtcp_feedback: ["nack", "nack pli", "ccm fir"]
+                                .iter()
+                                .map(|f| {
+                                    let (typ, parameter) = f.split_once(' ').unwrap_or((f, ""));
+                                    RTCPFeedback {
+                                        typ: typ.into(),
+                                        parameter: parameter.into(),
+                                    }
+                                })
+                                .collect(),
+                            ..Default::default()
+                        },
+                        payload_type: 118,
+                        ..Default::default()
+                    },
+                    RTPCodecType::Video,
+                )
+                .unwrap();
+            media.register_default_codecs().unwrap();
+        }
         OfferKind::Vp8Only => {
             use webrtc::rtp_transceiver::rtp_codec::{
                 RTCRtpCodecCapability, RTCRtpCodecParameters,
@@ -168,7 +241,7 @@ pub async fn make_offer(kind: OfferKind) -> (Arc<RTCPeerConnection>, String) {
             .unwrap(),
     );
     let kinds: &[RTPCodecType] = match kind {
-        OfferKind::Default => &[RTPCodecType::Video, RTPCodecType::Audio],
+        OfferKind::Default | OfferKind::H265 => &[RTPCodecType::Video, RTPCodecType::Audio],
         OfferKind::Vp8Only => &[RTPCodecType::Video],
     };
     for k in kinds {
@@ -258,8 +331,15 @@ impl Viewer {
 
     /// Makes a viewer's offer, ready to [`PendingViewer::post`].
     pub async fn prepare() -> PendingViewer {
+        Viewer::prepare_kind(OfferKind::Default).await
+    }
+
+    /// Makes a viewer's offer of `kind`; what it receives is depacketized
+    /// with camgate's depacketizer of the negotiated codec.
+    pub async fn prepare_kind(kind: OfferKind) -> PendingViewer {
+        use camgate::camera::codec::VideoCodec;
         let start = Instant::now();
-        let (pc, offer) = make_offer(OfferKind::Default).await;
+        let (pc, offer) = make_offer(kind).await;
         let received = Arc::new(Received::default());
         let r = received.clone();
         pc.on_track(Box::new(move |track, _, _| {
@@ -271,7 +351,17 @@ impl Viewer {
                     }
                     return;
                 }
-                let mut depack = camgate::h264::depacketizer::Depacketizer::new(None);
+                let codec = if track
+                    .codec()
+                    .capability
+                    .mime_type
+                    .eq_ignore_ascii_case("video/H265")
+                {
+                    VideoCodec::H265
+                } else {
+                    VideoCodec::H264
+                };
+                let mut depack = Depack::new(codec);
                 while let Ok((pkt, _)) = track.read_rtp().await {
                     r.video_ssrc
                         .store(u64::from(pkt.header.ssrc), Ordering::Relaxed);
@@ -287,14 +377,24 @@ impl Viewer {
                     depack.push(&p);
                     while let Some(au) = depack.pull() {
                         let n = r.frames.fetch_add(1, Ordering::Relaxed);
+                        let keyframe = codec.is_keyframe(&au);
+                        {
+                            let mut annex_b = r.annex_b.lock().unwrap();
+                            if annex_b.len() < 64 << 20 {
+                                for nal in &au.nals {
+                                    annex_b.extend_from_slice(&[0, 0, 0, 1]);
+                                    annex_b.extend_from_slice(nal);
+                                }
+                            }
+                        }
                         if n == 0 {
                             r.first_was_idr
-                                .store(if au.is_idr() { 1 } else { 2 }, Ordering::Relaxed);
+                                .store(if keyframe { 1 } else { 2 }, Ordering::Relaxed);
                             r.first_frame_us
                                 .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                             *r.first_frame_at.lock().unwrap() = Some(Instant::now());
                         }
-                        if au.is_idr() {
+                        if keyframe {
                             r.keyframes.fetch_add(1, Ordering::Relaxed);
                         }
                         if au.damaged {

@@ -22,6 +22,10 @@ pipeline is shared by every client.
 depayloaded and payloaded again) to every client: GStreamer's own RTSP
 server as a restreaming gateway, the baseline of benches/rtsp_clients.rs.
 
+--codec h265 encodes the test pattern with x265 (H.265 Main, several
+slice segments per picture, no B-frames) and sends it with rtph265pay
+(RFC 7798, parameter sets in band and in the SDP) instead of x264.
+
 --no-auth serves without authentication (USER and PASSWORD are then
 ignored).
 
@@ -46,6 +50,7 @@ parser.add_argument("--ignore-keyframe-requests", action="store_true")
 parser.add_argument("--file", default=None)
 parser.add_argument("--relay", default=None)
 parser.add_argument("--no-auth", action="store_true")
+parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
 args = parser.parse_args()
 
 Gst.init(None)
@@ -59,12 +64,23 @@ gop = args.gop if args.gop else 50
 x264_options = ' option-string="scenecut=0"' if args.gop else ""
 
 factory = GstRtspServer.RTSPMediaFactory()
+if args.codec == "h265":
+    scenecut = ":scenecut=0" if args.gop else ""
+    video_encoder = (
+        "! x265enc name=enc tune=zerolatency speed-preset=ultrafast "
+        f'key-int-max={gop} bitrate=1500 option-string="slices=4:bframes=0{scenecut}" '
+        "! video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1 "
+    )
+else:
+    video_encoder = (
+        "! x264enc name=enc tune=zerolatency speed-preset=ultrafast bframes=0 "
+        f"key-int-max={gop} bitrate=1500{x264_options} "
+        "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+    )
 launch = (
     "( videotestsrc is-live=true pattern=ball "
     "! video/x-raw,width=640,height=360,framerate=25/1 "
-    "! x264enc name=enc tune=zerolatency speed-preset=ultrafast bframes=0 "
-    f"key-int-max={gop} bitrate=1500{x264_options} "
-    "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+    + video_encoder +
     "audiotestsrc is-live=true wave=sine freq=1000 "
     "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
 )

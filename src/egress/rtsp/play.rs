@@ -14,11 +14,12 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use super::PortLease;
+use crate::camera::codec::VideoPacketizer;
 use crate::camera::hub::{AudioInfo, MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraHandle, CameraStats, Consumer};
 use crate::egress::clock::ViewerClock;
 use crate::egress::rtp::{out_audio_payload_type, OutStream, VIDEO_PAYLOAD_TYPE};
-use crate::h264::packetizer::{Packetizer, Payload};
+use crate::h264::packetizer::Payload;
 use crate::rtp::rtcp;
 use crate::rtp::RtpPacket;
 
@@ -99,7 +100,7 @@ pub(super) struct Player {
     /// Video timestamps: continuous, strictly increasing, GOP replays
     /// compressed.
     clock: ViewerClock,
-    packetizer: Packetizer,
+    packetizer: VideoPacketizer,
     payloads: Vec<Payload>,
     /// One picture's packets, framed for the connection or one by one.
     buf: Vec<u8>,
@@ -139,7 +140,7 @@ impl Player {
             rx,
             info,
             clock: ViewerClock::new(),
-            packetizer: Packetizer::new(camera.config.rtp_payload_size),
+            packetizer: VideoPacketizer::new(camera.config.rtp_payload_size),
             payloads: Vec::with_capacity(64),
             buf: Vec::with_capacity(64 * 1024),
             wait_keyframe: gop.is_empty(),
@@ -223,7 +224,7 @@ pub(super) async fn send_video<W: AsyncWrite + Unpin>(
     stats: &CameraStats,
 ) -> std::io::Result<()> {
     if player.wait_keyframe {
-        if !frame.au.is_idr() {
+        if !frame.keyframe {
             return Ok(());
         }
         player.wait_keyframe = false;
@@ -236,9 +237,12 @@ pub(super) async fn send_video<W: AsyncWrite + Unpin>(
     player.payloads.clear();
     {
         let info = player.info.borrow_and_update();
-        player
-            .packetizer
-            .packetize(&frame.au, info.video_params.as_ref(), &mut player.payloads);
+        player.packetizer.packetize(
+            frame.codec,
+            &frame.au,
+            info.video_params.as_ref(),
+            &mut player.payloads,
+        );
     }
     let payloads = std::mem::take(&mut player.payloads);
     let sent = send_packets(

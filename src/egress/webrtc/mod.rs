@@ -38,11 +38,12 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocal;
 
+use crate::camera::codec::VideoParams;
 use crate::camera::consumers::new_consumer_id;
 use crate::camera::{CameraHandle, CameraState, Consumer, ConsumerKind};
 use crate::config::WebrtcConfig;
 use crate::egress::places::{Names, Places};
-use negotiate::{NegotiationError, Profile};
+use negotiate::{CameraVideo, NegotiationError, Profile};
 
 /// NACK history per viewer: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
 const NACK_HISTORY_LOG2: u8 = 9;
@@ -182,19 +183,22 @@ impl WebrtcEgress {
             guard.consumer().set_remote(remote.to_string());
         }
         let info = self.stream_info(cam).await?;
-        let sps = info
+        let camera_video = info
             .video_params
             .as_ref()
-            .map(|p| p.sps.clone())
-            .unwrap_or_default();
-        let profile = Profile::from_sps(&sps).ok_or_else(|| {
-            WhepError::Unavailable(format!(
-                "camera {:?} has sent no H.264 parameter sets yet",
-                cam.config.id
-            ))
-        })?;
+            .filter(|p| p.codec() == info.video_codec)
+            .and_then(|p| match p {
+                VideoParams::H264(p) => Profile::from_sps(&p.sps).map(CameraVideo::H264),
+                VideoParams::H265(p) => p.profile_tier_level().map(CameraVideo::H265),
+            })
+            .ok_or_else(|| {
+                WhepError::Unavailable(format!(
+                    "camera {:?} has sent no {} parameter sets yet",
+                    cam.config.id, info.video_codec
+                ))
+            })?;
         let choice =
-            negotiate::choose(&offer, profile, info.audio.as_ref()).map_err(|e| match e {
+            negotiate::choose(&offer, camera_video, info.audio.as_ref()).map_err(|e| match e {
                 NegotiationError::Malformed(m) => WhepError::Malformed(m),
                 NegotiationError::Incompatible(m) => {
                     WhepError::Incompatible(format!("camera {:?}: {m}", cam.config.id))
@@ -202,7 +206,7 @@ impl WebrtcEgress {
             })?;
 
         let video_codec = RTCRtpCodecCapability {
-            mime_type: "video/H264".into(),
+            mime_type: info.video_codec.mime_type().into(),
             clock_rate: 90_000,
             channels: 0,
             sdp_fmtp_line: choice.video.fmtp.clone(),

@@ -1,8 +1,12 @@
 //! What to send a viewer, decided from its SDP offer and what the camera
 //! sends, before any WebRTC machinery runs (sans-IO, so every rule has a
-//! unit test). H.264 is passed through, never transcoded: the offer must
-//! hold an H.264 format whose decoder can take the camera's stream, with
-//! `packetization-mode=1` (we send FU-A).
+//! unit test). Video is passed through, never transcoded: for an H.264
+//! camera the offer must hold an H.264 format whose decoder can take the
+//! camera's stream, with `packetization-mode=1` (we send FU-A); for an
+//! H.265 camera an H265 format with the camera's `profile-id` and
+//! `tier-flag` (its `level-id` is what the browser decodes at most, and
+//! browsers list one level per profile, so it is not compared: the W3C
+//! correction of RFC 7798's offer/answer rule that Pion follows too).
 
 use std::io::Cursor;
 
@@ -10,7 +14,7 @@ use webrtc::sdp::SessionDescription;
 
 use crate::camera::hub::AudioInfo;
 
-/// An H.264 format chosen from the offer.
+/// A video format chosen from the offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoChoice {
     /// The offer's payload type for it.
@@ -121,6 +125,61 @@ impl Profile {
             _ => "unknown profile",
         };
         format!("H.264 {name} ({})", self.hex())
+    }
+}
+
+/// What the camera sends, as negotiation needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraVideo {
+    /// H.264 of this profile.
+    H264(Profile),
+    /// H.265 of this profile, tier and level.
+    H265(crate::h265::ProfileTierLevel),
+}
+
+impl CameraVideo {
+    /// A name for messages.
+    pub fn name(self) -> String {
+        match self {
+            CameraVideo::H264(p) => p.name(),
+            CameraVideo::H265(p) => format!(
+                "H.265 {} profile, {} tier, level {}",
+                crate::camera::codec::h265_profile_name(p.profile_id),
+                if p.tier_flag { "High" } else { "Main" },
+                crate::camera::codec::h265_level_name(p.level_id).trim_start_matches('L')
+            ),
+        }
+    }
+
+    /// The SDP encoding name.
+    fn encoding(self) -> &'static str {
+        match self {
+            CameraVideo::H264(_) => "H264",
+            CameraVideo::H265(_) => "H265",
+        }
+    }
+}
+
+/// How well an offered H265 format takes the camera's H.265 stream: `None`
+/// when it cannot (another `profile-id`, a tier below the stream's),
+/// otherwise a preference (lower is better). `profile-id` defaults to 1
+/// (Main) and `tier-flag` to 0 (RFC 7798 7.1); `profile-space` must match.
+pub fn h265_compatibility(stream: crate::h265::ProfileTierLevel, fmtp: &str) -> Option<u8> {
+    let num = |key: &str, default: u8| -> Option<u8> {
+        match fmtp_param(fmtp, key) {
+            Some(v) => v.parse().ok(),
+            None => Some(default),
+        }
+    };
+    if num("profile-space", 0)? != stream.profile_space
+        || num("profile-id", 1)? != stream.profile_id
+    {
+        return None;
+    }
+    match (num("tier-flag", 0)?, stream.tier_flag) {
+        (1, true) | (0, false) => Some(0),
+        (1, false) => Some(1),
+        _ => None,
     }
 }
 
@@ -249,11 +308,10 @@ pub fn parse_offer(offer: &str) -> Result<SessionDescription, NegotiationError> 
         .map_err(|e| NegotiationError::Malformed(e.to_string()))
 }
 
-/// Chooses what to send for `offer`, given the camera's H.264 profile and
-/// audio.
+/// Chooses what to send for `offer`, given the camera's video and audio.
 pub fn choose(
     offer: &str,
-    camera: Profile,
+    camera: CameraVideo,
     camera_audio: Option<&AudioInfo>,
 ) -> Result<Choice, NegotiationError> {
     let sdp = parse_offer(offer)?;
@@ -280,17 +338,31 @@ pub fn choose(
         let desc = match (f.encoding.as_str(), plid) {
             ("H264", Some(p)) => format!("H264 {p} packetization-mode={mode}"),
             ("H264", None) => format!("H264 packetization-mode={mode}"),
+            ("H265", _) => format!(
+                "H265 profile-id={} tier-flag={}",
+                fmtp_param(&f.fmtp, "profile-id").unwrap_or("1"),
+                fmtp_param(&f.fmtp, "tier-flag").unwrap_or("0")
+            ),
             (enc, _) => enc.to_string(),
         };
         if !offered.contains(&desc) {
             offered.push(desc);
         }
-        if f.encoding != "H264" || mode != "1" {
+        if f.encoding != camera.encoding() {
             continue;
         }
-        // RFC 6184: no profile-level-id means Baseline level 1 (42000a).
-        let decoder = Profile::from_hex(plid.unwrap_or("42000a"));
-        let Some(rank) = decoder.and_then(|d| compatibility(camera, d)) else {
+        let rank = match camera {
+            CameraVideo::H264(profile) => {
+                if mode != "1" {
+                    continue;
+                }
+                // RFC 6184: no profile-level-id means Baseline level 1 (42000a).
+                let decoder = Profile::from_hex(plid.unwrap_or("42000a"));
+                decoder.and_then(|d| compatibility(profile, d))
+            }
+            CameraVideo::H265(ptl) => h265_compatibility(ptl, &f.fmtp),
+        };
+        let Some(rank) = rank else {
             continue;
         };
         if best.as_ref().is_none_or(|(r, _)| rank < *r) {
@@ -305,16 +377,30 @@ pub fn choose(
         }
     }
     let Some((_, video)) = best else {
+        let offers_h265 = offered.iter().any(|o| o.starts_with("H265"));
         let offered = if offered.is_empty() {
             "no formats".to_string()
         } else {
             offered.join(", ")
         };
-        return Err(NegotiationError::Incompatible(format!(
-            "the camera sends {} with packetization-mode=1, which the offer cannot receive; \
-             the offer had: {offered}",
-            camera.name()
-        )));
+        return Err(NegotiationError::Incompatible(match camera {
+            CameraVideo::H264(_) => format!(
+                "the camera sends {} with packetization-mode=1, which the offer cannot receive; \
+                 the offer had: {offered}",
+                camera.name()
+            ),
+            CameraVideo::H265(_) if !offers_h265 => format!(
+                "the camera sends {} video, which this browser cannot decode (its offer has no H265, \
+                 only: {offered}); watch the camera's H.264 substream instead (add it as a camera \
+                 with the substream's URL, or set the camera's main stream to H.264)",
+                camera.name()
+            ),
+            CameraVideo::H265(_) => format!(
+                "the camera sends {} video, which the offer cannot receive (the offer had: {offered}); \
+                 watch the camera's H.264 substream instead",
+                camera.name()
+            ),
+        }));
     };
 
     let audio = match camera_audio {
@@ -461,7 +547,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
     #[test]
     fn main_profile_camera_gets_the_offers_main_format() {
         // x264's Main sets constraint_set1 (4d40..); Chromium offers 4d001f.
-        let c = choose(CHROME_OFFER, p("4d401e"), Some(&pcmu())).unwrap();
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&pcmu())).unwrap();
         assert_eq!(c.video.payload_type, 127);
         assert!(c.video.fmtp.contains("profile-level-id=4d001f"));
         assert!(c.video.rtcp_fb.iter().any(|f| f == "nack pli"));
@@ -473,19 +559,19 @@ a=rtpmap:126 telephone-event/8000\r\n";
 
     #[test]
     fn constrained_baseline_prefers_the_exact_profile() {
-        let c = choose(CHROME_OFFER, p("42e01f"), None).unwrap();
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("42e01f")), None).unwrap();
         assert_eq!(c.video.payload_type, 106);
     }
 
     #[test]
     fn baseline_without_constraints_is_not_sent_as_constrained_baseline() {
-        let c = choose(CHROME_OFFER, p("420028"), None).unwrap();
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("420028")), None).unwrap();
         assert_eq!(c.video.payload_type, 102, "plain Baseline 42001f");
     }
 
     #[test]
     fn high_profile_camera_decodes_with_high_444() {
-        let c = choose(CHROME_OFFER, p("640028"), None).unwrap();
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("640028")), None).unwrap();
         assert_eq!(c.video.payload_type, 100);
     }
 
@@ -498,7 +584,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
             payload_type: 97,
             fmtp: None,
         };
-        let c = choose(CHROME_OFFER, p("4d401e"), Some(&aac)).unwrap();
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
         assert!(c.audio.is_none());
         assert!(c.notes[0].contains("MPEG4-GENERIC audio cannot be sent"));
     }
@@ -514,7 +600,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
                 "96 97 102 103 104 105 106 107 108 109 127 125 39 40 45 46 98 99 100 101",
                 "96 97 45 46 98 99",
             );
-        let e = choose(&offer, p("4d401e"), None).unwrap_err();
+        let e = choose(&offer, CameraVideo::H264(p("4d401e")), None).unwrap_err();
         let NegotiationError::Incompatible(msg) = e else {
             panic!("{e:?}")
         };
@@ -527,7 +613,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
     #[test]
     fn packetization_mode_0_only_is_refused() {
         let offer = CHROME_OFFER.replace("packetization-mode=1", "packetization-mode=0");
-        let e = choose(&offer, p("42e01f"), None).unwrap_err();
+        let e = choose(&offer, CameraVideo::H264(p("42e01f")), None).unwrap_err();
         assert!(e.to_string().contains("packetization-mode=0"), "{e}");
     }
 
@@ -536,7 +622,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
         let start = CHROME_OFFER.find("m=video").unwrap();
         let end = CHROME_OFFER.find("m=audio").unwrap();
         let offer = format!("{}{}", &CHROME_OFFER[..start], &CHROME_OFFER[end..]);
-        let e = choose(&offer, p("42e01f"), None).unwrap_err();
+        let e = choose(&offer, CameraVideo::H264(p("42e01f")), None).unwrap_err();
         assert!(e.to_string().contains("no video section"), "{e}");
     }
 
@@ -545,7 +631,7 @@ a=rtpmap:126 telephone-event/8000\r\n";
         for bad in ["", "hello", "v=0\r\nm=video x\r\n", "\u{0}\u{1}"] {
             assert!(
                 matches!(
-                    choose(bad, p("42e01f"), None),
+                    choose(bad, CameraVideo::H264(p("42e01f")), None),
                     Err(NegotiationError::Malformed(_))
                 ),
                 "{bad:?}"
@@ -582,5 +668,77 @@ a=rtpmap:126 telephone-event/8000\r\n";
             Some(p("4d401e"))
         );
         assert_eq!(Profile::from_sps(&[0x67, 0x4d]), None);
+    }
+
+    fn main_tier(level_id: u8) -> CameraVideo {
+        CameraVideo::H265(crate::h265::ProfileTierLevel {
+            profile_space: 0,
+            tier_flag: false,
+            profile_id: 1,
+            level_id,
+        })
+    }
+
+    /// Chrome 136+ with a hardware H.265 decoder adds these (one level per
+    /// profile: what it decodes at most).
+    fn offer_with_h265(fmtp: &str) -> String {
+        CHROME_OFFER
+            .replace(
+                "m=video 9 UDP/TLS/RTP/SAVPF 96 97 102",
+                "m=video 9 UDP/TLS/RTP/SAVPF 49 96 97 102",
+            )
+            .replace(
+                "a=rtpmap:96 VP8/90000\r\n",
+                &format!(
+                    "a=rtpmap:49 H265/90000\r\na=rtcp-fb:49 nack\r\na=rtcp-fb:49 nack pli\r\n\
+                 a=fmtp:49 {fmtp}\r\na=rtpmap:96 VP8/90000\r\n"
+                ),
+            )
+    }
+
+    #[test]
+    fn h265_camera_takes_the_offers_h265_whatever_its_level() {
+        let offer = offer_with_h265("level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST");
+        assert!(offer.contains("a=rtpmap:49 H265/90000"), "{offer}");
+        // Level 5.1 camera, level 3.1 offer: not compared.
+        let c = choose(&offer, main_tier(153), None).unwrap();
+        assert_eq!(c.video.payload_type, 49);
+        assert_eq!(
+            c.video.fmtp,
+            "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+        );
+        assert_eq!(c.video.rtcp_fb, ["nack", "nack pli"]);
+    }
+
+    #[test]
+    fn h265_profile_and_tier_must_match() {
+        let main10 = offer_with_h265("level-id=93;profile-id=2;tier-flag=0");
+        let e = choose(&main10, main_tier(120), None).unwrap_err();
+        assert!(e.to_string().contains("profile-id=2"), "{e}");
+        let high = CameraVideo::H265(crate::h265::ProfileTierLevel {
+            profile_space: 0,
+            tier_flag: true,
+            profile_id: 1,
+            level_id: 120,
+        });
+        let main_tier_offer = offer_with_h265("profile-id=1");
+        assert!(choose(&main_tier_offer, high, None).is_err());
+        // A High-tier decoder takes a Main-tier stream.
+        let high_offer = offer_with_h265("profile-id=1;tier-flag=1");
+        assert!(choose(&high_offer, main_tier(120), None).is_ok());
+        assert!(choose(&high_offer, high, None).is_ok());
+    }
+
+    #[test]
+    fn h265_camera_and_an_offer_without_h265_get_a_sentence() {
+        let e = choose(CHROME_OFFER, main_tier(120), None).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, NegotiationError::Incompatible(_)));
+        assert!(
+            msg.contains("H.265 Main profile, Main tier, level 4"),
+            "{msg}"
+        );
+        assert!(msg.contains("this browser cannot decode"), "{msg}");
+        assert!(msg.contains("H.264 substream"), "{msg}");
     }
 }

@@ -17,11 +17,12 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
+use crate::camera::codec::VideoPacketizer;
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
 use crate::egress::clock::ViewerClock;
 use crate::egress::rtp::Timeline;
-use crate::h264::packetizer::{Packetizer, Payload};
+use crate::h264::packetizer::Payload;
 
 /// A viewer's keyframe requests are answered from the cache at most this
 /// often.
@@ -61,7 +62,7 @@ struct VideoOut {
     track: Arc<TrackLocalStaticRTP>,
     /// The camera's parameter sets, sent before each keyframe.
     info: watch::Receiver<StreamInfo>,
-    packetizer: Packetizer,
+    packetizer: VideoPacketizer,
     payloads: Vec<Payload>,
     seq: u16,
     clock: ViewerClock,
@@ -84,8 +85,12 @@ impl VideoOut {
             // Borrowed, not cloned: this runs for every picture of every
             // viewer.
             let info = self.info.borrow_and_update();
-            self.packetizer
-                .packetize(&frame.au, info.video_params.as_ref(), &mut self.payloads);
+            self.packetizer.packetize(
+                frame.codec,
+                &frame.au,
+                info.video_params.as_ref(),
+                &mut self.payloads,
+            );
         }
         for p in &self.payloads {
             let pkt = rtp::packet::Packet {
@@ -185,7 +190,7 @@ impl Viewer {
         let mut out = VideoOut {
             track: video,
             info: hub.watch_info(),
-            packetizer: Packetizer::new(payload_size),
+            packetizer: VideoPacketizer::new(payload_size),
             payloads: Vec::with_capacity(64),
             seq: rand::random(),
             clock: ViewerClock::new(),
@@ -257,7 +262,7 @@ impl Viewer {
                 ev = recv_opt(&mut rx) => match ev {
                     Ok(MediaEvent::Video(frame)) => {
                         if out.wait_keyframe {
-                            if !frame.au.is_idr() {
+                            if !frame.keyframe {
                                 continue;
                             }
                             out.wait_keyframe = false;
