@@ -16,6 +16,7 @@ pub use access::{AuthConfig, HttpLimits, Role, TlsFiles, TokenConfig, UserConfig
 
 mod access;
 mod camera_auth;
+mod cluster;
 mod credentials;
 pub mod faults;
 mod raw;
@@ -25,6 +26,7 @@ mod tests;
 mod validate;
 mod webrtc;
 
+pub use cluster::{ClusterConfig, EtcdTls};
 pub use rtsp_server::RtspServerConfig;
 pub use webrtc::{IceServer, WebrtcConfig};
 
@@ -60,6 +62,9 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// `[rtsp_server]`: RTSP clients (recorders, VMS) pulling cameras.
     pub rtsp_server: RtspServerConfig,
+    /// `[cluster]`: gateways sharing the cameras through etcd; alone when
+    /// absent.
+    pub cluster: Option<ClusterConfig>,
     /// `[[camera]]` entries, in file order, with `[defaults]` applied.
     pub cameras: Vec<CameraConfig>,
 }

@@ -25,6 +25,8 @@ pub(super) struct RawFile {
     pub webrtc: Option<Spanned<super::webrtc::RawWebrtc>>,
     /// `[rtsp_server]`; optional.
     pub rtsp_server: Option<Spanned<super::rtsp_server::RawRtspServer>>,
+    /// `[cluster]`; optional (camgate runs alone without it).
+    pub cluster: Option<Spanned<super::cluster::RawCluster>>,
     /// `[[camera]]`; none is a valid (if idle) gateway.
     #[serde(default)]
     pub camera: Vec<Spanned<RawCamera>>,

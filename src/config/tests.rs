@@ -1222,3 +1222,88 @@ fn truncated_new_keys_never_panic() {
         }
     }
 }
+
+#[test]
+fn cluster_defaults_and_node_settings() {
+    assert_eq!(ok("").cluster, None);
+    let c = ok("[server]\nlisten = \"10.0.0.5:8080\"\nallow_unauthenticated = true\n[rtsp_server]\nenabled = false\n\
+                [cluster]\netcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nnode_id = \"gw-1\"\n")
+        .cluster
+        .unwrap();
+    assert_eq!(c.etcd.len(), 2);
+    assert_eq!(c.node_id, "gw-1");
+    assert_eq!(c.advertise_url.as_str(), "http://10.0.0.5:8080/");
+    assert_eq!(c.advertise_rtsp, None);
+    assert_eq!(c.lease_ttl, Duration::from_secs(3));
+    assert_eq!(c.prefix, "/camgate/");
+    assert_eq!(
+        (c.max_cameras, c.tls.clone(), c.credentials.is_none()),
+        (None, None, true)
+    );
+    let c = ok("[cluster]\netcd = [\"https://etcd:2379\"]\nnode_id = \"a\"\nlease_ttl = 5\nprefix = \"/site-1/\"\n\
+                max_cameras = 40\nadvertise_url = \"http://gw-a:8080\"\nadvertise_rtsp = \"rtsp://gw-a:8554\"\n")
+        .cluster
+        .unwrap();
+    assert_eq!(c.lease_ttl, Duration::from_secs(5));
+    assert_eq!((c.prefix.as_str(), c.max_cameras), ("/site-1/", Some(40)));
+    assert_eq!(c.advertise_rtsp.unwrap().as_str(), "rtsp://gw-a:8554");
+    assert!(c.tls.is_some(), "an https endpoint means TLS");
+    // The environment names the node over the file.
+    let env = |name: &str| (name == "CAMGATE_NODE_ID").then(|| OsString::from("pod-7"));
+    let c = validate::parse(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\n",
+        FILE,
+        &env,
+    )
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(c.node_id, "pod-7");
+}
+
+#[test]
+fn cluster_errors_name_the_line_and_field() {
+    assert_err(
+        "[cluster]\nnode_id = \"a\"\n",
+        0,
+        &["[cluster] field `etcd`", "missing"],
+    );
+    assert_err(
+        "[cluster]\netcd = [\"tcp://e:2379\"]\n",
+        2,
+        &["[cluster] field `etcd`", "not an etcd endpoint URL"],
+    );
+    assert_err(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a b\"\n",
+        3,
+        &["node_id", "not a node id"],
+    );
+    assert_err(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\nlease_ttl = 1\n",
+        4,
+        &["lease_ttl", "2 to 60"],
+    );
+    assert_err(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\nprefix = \"camgate\"\n",
+        4,
+        &["prefix", "start and end with '/'"],
+    );
+    assert_err(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\npassword = \"hunter2\"\n",
+        4,
+        &["password", "does not go in this file"],
+    );
+    let (_, message) =
+        err("[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\npassword = \"hunter2\"\n");
+    assert!(!message.contains("hunter2"));
+    assert_err(
+        "[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\nuser = \"camgate\"\n",
+        4,
+        &["user", "CAMGATE_ETCD_PASSWORD"],
+    );
+    assert_err(
+        "[server]\nlisten = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n[cluster]\netcd = [\"http://e:2379\"]\nnode_id = \"a\"\n",
+        0,
+        &["advertise_url", "0.0.0.0:8080"],
+    );
+}

@@ -66,6 +66,7 @@ pub(super) fn parse_layered(
                 raw.rtsp_server
                     .as_ref()
                     .map(|w| (w.span().start, "[rtsp_server]")),
+                raw.cluster.as_ref().map(|c| (c.span().start, "[cluster]")),
             ];
             if let Some((offset, table)) = misplaced.into_iter().flatten().next() {
                 return Err(src.invalid(
@@ -93,6 +94,14 @@ pub(super) fn parse_layered(
         tls.is_some(),
         auth.enabled() || allow_unauthenticated,
         &src,
+    )?;
+    let cluster = super::cluster::cluster(
+        raw.cluster.as_ref().map(Spanned::get_ref),
+        listen,
+        tls.is_some(),
+        rtsp_server.enabled.then_some(rtsp_server.listen),
+        &src,
+        env,
     )?;
     let defaults = match raw.defaults.map(Spanned::into_inner) {
         Some(d) => defaults(&d, &src)?,
@@ -136,6 +145,7 @@ pub(super) fn parse_layered(
         auth,
         webrtc,
         rtsp_server,
+        cluster,
         cameras,
     })
 }
