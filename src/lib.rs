@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod aac;
 pub mod access;
 pub mod camera;
 pub mod codec_info;

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Sans-IO protocol cores.
     ("rtp", 1),
     ("h264", 2),
+    ("aac", 2),
     ("rtsp", 2),
     // Configuration and the clients the camera task drives.
     ("config", 3),
@@ -45,7 +46,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// The sans-IO protocol cores: no tokio, no sockets, no clock.
-const SANS_IO: &[&str] = &["rtp", "h264", "h265", "rtsp"];
+const SANS_IO: &[&str] = &["rtp", "h264", "h265", "rtsp", "aac"];
 
 /// The one file allowed `unsafe`.
 const UNSAFE_ALLOWED: &str = "src/sys.rs";
