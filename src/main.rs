@@ -117,6 +117,10 @@ enum Command {
         /// Ignore RTCP PLI/FIR keyframe requests.
         #[arg(long)]
         no_honour_pli: bool,
+        /// Video codec of every camera; a camera URL query (?codec=h265)
+        /// overrides it.
+        #[arg(long, value_enum, default_value_t = SimCodec::H264)]
+        codec: SimCodec,
     },
     /// Print an Argon2id hash of a password, for `[[auth.user]]
     /// password_hash`. The password is read from standard input (asked
@@ -128,6 +132,13 @@ enum Command {
 enum ProbeTransport {
     Tcp,
     Udp,
+}
+
+/// `camgate sim --codec`.
+#[derive(Clone, Copy, ValueEnum)]
+enum SimCodec {
+    H264,
+    H265,
 }
 
 fn main() -> ExitCode {
@@ -227,8 +238,10 @@ async fn probe(url: &str, transport: ProbeTransport, seconds: u64) -> ExitCode {
         let addr = server.local_addr();
         tokio::spawn(server.run(shutdown.clone()));
         let name = parsed.host_str().unwrap_or("sim");
-        url::Url::parse(&format!("rtsp://{addr}/{name}"))
-            .expect("a socket address and a host name form a URL")
+        // The query (`?codec=h265`, fault keys) goes to the simulator.
+        let query = parsed.query().map_or(String::new(), |q| format!("?{q}"));
+        url::Url::parse(&format!("rtsp://{addr}/{name}{query}"))
+            .expect("a socket address, a host name and a query form a URL")
     } else if parsed.scheme() == "rtsp" || parsed.scheme() == "rtsps" {
         parsed
     } else {
@@ -277,6 +290,7 @@ async fn sim(command: Command) -> ExitCode {
         require_rr_s,
         sprop_only,
         no_honour_pli,
+        codec,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -307,6 +321,10 @@ async fn sim(command: Command) -> ExitCode {
             .zip(password)
             .map(|(u, p)| camgate::credentials::Credentials::new(u, p)),
         faults,
+        codec: match codec {
+            SimCodec::H264 => camgate::camera::codec::VideoCodec::H264,
+            SimCodec::H265 => camgate::camera::codec::VideoCodec::H265,
+        },
         ..Default::default()
     };
     let server = match camgate::sim::SimServer::bind(listen, options).await {

@@ -24,6 +24,7 @@ use super::inject::{FaultySession, Tick};
 use super::stream::{PacketRef, RtpInfo, StreamState, Streamer, Track, FRAME_PERIOD};
 use super::udp::{self, UdpStream};
 use super::{clip, Shared, SimError};
+use crate::camera::codec::VideoCodec;
 
 /// Largest request (headers and body) the sim accepts.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -99,9 +100,18 @@ struct Conn {
     tcp: Option<TcpSession>,
     /// UDP sessions set up over this connection: its requests keep them alive.
     udp_ids: Vec<String>,
-    /// Faults of the cameras DESCRIBEd here, newest last: the query is in
-    /// the DESCRIBE URL, but SETUP goes to the query-less `Content-Base`.
-    described: Vec<(String, Faults)>,
+    /// Settings of the cameras DESCRIBEd here, newest last: the query is
+    /// in the DESCRIBE URL, but SETUP goes to the query-less `Content-Base`.
+    described: Vec<(String, CameraSettings)>,
+}
+
+/// What a camera URL's query (or the server's options) asks of a session.
+#[derive(Debug, Clone)]
+struct CameraSettings {
+    /// The faults it injects.
+    faults: Faults,
+    /// The video codec it sends.
+    codec: VideoCodec,
 }
 
 /// An answer before CSeq and Server are added.
@@ -339,40 +349,46 @@ impl Conn {
         )
     }
 
-    /// The faults of a session of `url`'s camera: the URL's query over the
-    /// server's faults, else what its DESCRIBE on this connection asked
-    /// for, else the server's. The error names a bad query key.
-    fn faults_for(&self, url: &url::Url) -> Result<(String, Faults), String> {
+    /// The settings of a session of `url`'s camera. Faults: the URL's
+    /// fault keys over the server's faults, else what its DESCRIBE on this
+    /// connection asked for, else the server's. Codec: the URL's `codec`,
+    /// else its DESCRIBE's, else the server's. The error names a bad query
+    /// key.
+    fn settings_for(&self, url: &url::Url) -> Result<(String, CameraSettings), String> {
         let camera = describe::camera_name(url);
-        let base = &self.shared.options.faults;
+        let described = self
+            .described
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == camera)
+            .map(|(_, s)| s);
+        let base = &self.shared.options;
         let faults = match describe::fault_query(url) {
-            Some(q) => base.with_query(&q)?,
-            None => self
-                .described
-                .iter()
-                .rev()
-                .find(|(c, _)| *c == camera)
-                .map_or_else(|| base.clone(), |(_, f)| f.clone()),
+            Some(q) => base.faults.with_query(&q)?,
+            None => described.map_or_else(|| base.faults.clone(), |s| s.faults.clone()),
         };
-        Ok((camera, faults))
+        let codec = describe::codec_query(url, described.map_or(base.codec, |s| s.codec))?;
+        Ok((camera, CameraSettings { faults, codec }))
     }
 
     fn describe(&mut self, req: &Request<Vec<u8>>) -> Reply {
         let Some(url) = req.request_uri() else {
             return Reply::new(StatusCode::BadRequest);
         };
-        match self.faults_for(url) {
-            Ok((camera, faults)) => {
+        let codec = match self.settings_for(url) {
+            Ok((camera, settings)) => {
+                let codec = settings.codec;
                 self.described.retain(|(c, _)| *c != camera);
                 if self.described.len() >= MAX_DESCRIBED {
                     self.described.remove(0);
                 }
-                self.described.push((camera, faults));
+                self.described.push((camera, settings));
+                codec
             }
             Err(why) => return Reply::bad_request(why),
-        }
+        };
         let body = describe::sdp(
-            clip::clip(),
+            clip::clip(codec),
             describe::audio_enabled(url),
             self.local_ip,
             rand::random::<u32>().into(),
@@ -388,8 +404,8 @@ impl Conn {
         let Some(url) = req.request_uri() else {
             return Reply::new(StatusCode::BadRequest);
         };
-        let (camera, faults) = match self.faults_for(url) {
-            Ok(f) => f,
+        let (camera, CameraSettings { faults, codec }) = match self.settings_for(url) {
+            Ok(s) => s,
             Err(why) => return Reply::bad_request(why),
         };
         // A SETUP of the aggregate URL is taken to mean the video track.
@@ -429,7 +445,7 @@ impl Conn {
                         self.tcp.insert(TcpSession {
                             id: new_session_id(),
                             media: FaultySession::new(
-                                Streamer::new(clip::clip()),
+                                Streamer::new(clip::clip(codec)),
                                 &camera,
                                 faults,
                                 self.shared.stats.clone(),
@@ -486,7 +502,7 @@ impl Conn {
                     }
                     _ => {
                         let id = new_session_id();
-                        udp::start(&self.shared, id.clone(), stream, &camera, faults);
+                        udp::start(&self.shared, id.clone(), stream, &camera, faults, codec);
                         if self.udp_ids.len() >= MAX_TRACKED_UDP {
                             self.udp_ids.remove(0);
                         }

@@ -75,7 +75,7 @@ pub struct FaultCounts {
     pub timestamp_jumps: u64,
     /// Connections dropped or UDP sessions ended by a simulated reboot.
     pub reboots: u64,
-    /// PLI/FIR/trigger requests a session acted on (jumped to an IDR).
+    /// PLI/FIR/trigger requests a session acted on (jumped to a keyframe).
     pub keyframe_requests_honoured: u64,
     /// Sessions ended because the client sent no RTCP receiver report for
     /// `require_rr_s`.
@@ -126,7 +126,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 #[derive(Debug)]
 pub(crate) struct SessionSignal {
     /// Set by [`KeyframeTrigger::request`]; the session takes it before its
-    /// next frame and jumps to the clip's next IDR.
+    /// next frame and jumps to the clip's next keyframe.
     keyframe: AtomicBool,
 }
 
@@ -220,7 +220,7 @@ impl KeyframeTrigger {
 
     /// Every live session of camera `camera` (the URL path without its
     /// leading `/` and query, e.g. `cam1`) whose faults honour PLI sends
-    /// the clip's next IDR as its next frame. Sessions that do not honour
+    /// the clip's next keyframe as its next frame. Sessions that do not honour
     /// PLI ignore it; an unknown camera is not an error.
     pub fn request(&self, camera: &str) {
         let n = self.registry.request(camera.trim_matches('/'));

@@ -1,11 +1,14 @@
-//! Pure helpers of the sim's RTSP server: SDP (RFC 4566, RFC 6184 section
-//! 8), `Transport` parsing (RFC 2326 section 12.39) and control URLs.
+//! Pure helpers of the sim's RTSP server: SDP (RFC 4566; RFC 6184 section
+//! 8 for H.264, RFC 7798 section 7 for H.265), `Transport` parsing (RFC
+//! 2326 section 12.39), control URLs and what a camera URL's query asks
+//! for.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::clip::{Clip, FPS};
 use super::stream::{Track, AUDIO_PT, VIDEO_PT};
+use crate::camera::codec::VideoCodec;
 
 /// A transport the client asked for in SETUP that the sim can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,17 +100,51 @@ pub(crate) fn camera_name(url: &url::Url) -> String {
     path.trim_end_matches('/').to_owned()
 }
 
-/// The fault keys of a URL's query (everything but `audio`), without a
-/// `/trackID=N` that naive clients append after the query; `None` when
-/// there are none.
-pub(crate) fn fault_query(url: &url::Url) -> Option<String> {
+/// Query keys that shape the camera rather than its faults.
+const CAMERA_KEYS: [&str; 2] = ["audio", "codec"];
+
+/// A URL's query without a `/trackID=N` that naive clients append after it.
+fn query_of(url: &url::Url) -> Option<&str> {
     let query = url.query()?;
-    let query = query.split_once("/trackID=").map_or(query, |(q, _)| q);
-    let kept: Vec<&str> = query
+    Some(query.split_once("/trackID=").map_or(query, |(q, _)| q))
+}
+
+/// The fault keys of a URL's query (everything but `audio` and `codec`),
+/// without a `/trackID=N` that naive clients append after the query;
+/// `None` when there are none.
+pub(crate) fn fault_query(url: &url::Url) -> Option<String> {
+    let kept: Vec<&str> = query_of(url)?
         .split('&')
-        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("audio"))
+        .filter(|kv| !kv.is_empty() && !CAMERA_KEYS.contains(&kv.split('=').next().unwrap_or("")))
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// The video codec a URL's query asks for (`codec=h264` or `codec=h265`,
+/// any case; the last one wins), else `default`. The error is a sentence
+/// naming the bad value, for a 400 answer.
+pub(crate) fn codec_query(url: &url::Url, default: VideoCodec) -> Result<VideoCodec, String> {
+    let Some(query) = query_of(url) else {
+        return Ok(default);
+    };
+    let mut codec = default;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if key == "codec" {
+            codec = parse_codec(&value).ok_or_else(|| {
+                format!("key `codec` has value `{value}`; it must be h264 or h265")
+            })?;
+        }
+    }
+    Ok(codec)
+}
+
+/// `h264` or `h265` (any case) as a codec.
+pub(crate) fn parse_codec(value: &str) -> Option<VideoCodec> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "h264" => Some(VideoCodec::H264),
+        "h265" => Some(VideoCodec::H265),
+        _ => None,
+    }
 }
 
 /// `Content-Base` for a DESCRIBE of `url`: the URL without its query and
@@ -141,13 +178,13 @@ pub(crate) fn sdp(clip: &Clip, audio: bool, origin: IpAddr, session_id: u64) -> 
          a=tool:camgate\r\n\
          a=range:npt=0-\r\n\
          m=video 0 RTP/AVP {VIDEO_PT}\r\n\
-         a=rtpmap:{VIDEO_PT} H264/90000\r\n\
-         a=fmtp:{VIDEO_PT} packetization-mode=1;profile-level-id={pli};sprop-parameter-sets={sprop}\r\n\
+         a=rtpmap:{VIDEO_PT} {encoding}/90000\r\n\
+         a=fmtp:{VIDEO_PT} {fmtp}\r\n\
          a=framerate:{FPS}\r\n\
          a=control:trackID=0\r\n",
         unspec = if origin.is_ipv4() { "0.0.0.0" } else { "::" },
-        pli = clip.profile_level_id,
-        sprop = clip.sprop,
+        encoding = clip.codec().encoding(),
+        fmtp = clip.fmtp,
     );
     if audio {
         let _ = write!(
@@ -238,5 +275,94 @@ mod tests {
             assert_eq!(fault_query(&u).as_deref(), query, "{url}");
         }
         assert_eq!(content_base(&u), "rtsp://127.0.0.1:8554/cam/");
+    }
+
+    #[test]
+    fn codec_from_the_query() {
+        let url = |q: &str| url::Url::parse(&format!("rtsp://h/cam{q}")).unwrap();
+        for (q, default, want) in [
+            ("", VideoCodec::H264, Ok(VideoCodec::H264)),
+            ("", VideoCodec::H265, Ok(VideoCodec::H265)),
+            ("?codec=h265", VideoCodec::H264, Ok(VideoCodec::H265)),
+            ("?codec=H265&seed=3", VideoCodec::H264, Ok(VideoCodec::H265)),
+            ("?codec=h264", VideoCodec::H265, Ok(VideoCodec::H264)),
+            (
+                "?audio=0&codec=h265/trackID=0",
+                VideoCodec::H264,
+                Ok(VideoCodec::H265),
+            ),
+            (
+                "?codec=h265&codec=h264",
+                VideoCodec::H265,
+                Ok(VideoCodec::H264),
+            ),
+            ("?seed=3", VideoCodec::H265, Ok(VideoCodec::H265)),
+        ] {
+            assert_eq!(codec_query(&url(q), default), want, "{q}");
+        }
+        for q in ["?codec=vp8", "?codec=", "?codec=hevc"] {
+            let e = codec_query(&url(q), VideoCodec::H264).unwrap_err();
+            assert!(e.contains("`codec`") && e.contains("h265"), "{q}: {e}");
+        }
+        // `codec` is no fault key.
+        let u = url("?codec=h265&truncate=0.02&audio=0");
+        assert_eq!(fault_query(&u).as_deref(), Some("truncate=0.02"));
+        assert_eq!(fault_query(&url("?codec=h265")), None);
+    }
+
+    /// The SDP of each codec as camgate's own RTSP client reads it: the
+    /// encoding and clock rate, and parameter sets that give back the
+    /// clip's own.
+    #[test]
+    fn sdp_of_each_codec() {
+        use super::super::clip::clip;
+        use crate::camera::codec::VideoParams;
+        use crate::rtsp::sdp::Presentation;
+        let base = url::Url::parse("rtsp://127.0.0.1:8555/cam/").unwrap();
+        for codec in [VideoCodec::H264, VideoCodec::H265] {
+            let clip = clip(codec);
+            let text = sdp(clip, true, "127.0.0.1".parse().unwrap(), 7);
+            let p = Presentation::parse(text.clone().into(), base.clone(), None)
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(p.streams.len(), 2);
+            let video = &p.streams[0];
+            assert_eq!(
+                (video.media.as_str(), video.payload_type, video.clock_rate),
+                ("video", 96, 90_000)
+            );
+            assert_eq!(video.encoding, codec.encoding());
+            assert_eq!(video.framerate, Some(25.0));
+            assert_eq!(
+                video.control.as_str(),
+                "rtsp://127.0.0.1:8555/cam/trackID=0"
+            );
+            let fmtp = video.fmtp.as_deref().expect("fmtp");
+            match (&clip.info.params, codec) {
+                (VideoParams::H264(params), VideoCodec::H264) => {
+                    assert_eq!(video.fmtp_param("packetization-mode"), Some("1"));
+                    assert_eq!(
+                        crate::h264::ParameterSets::from_sprop(
+                            video.fmtp_param("sprop-parameter-sets").expect("sprop")
+                        )
+                        .as_ref(),
+                        Ok(params)
+                    );
+                }
+                (VideoParams::H265(params), VideoCodec::H265) => {
+                    assert_eq!(
+                        crate::h265::ParameterSets::from_fmtp(fmtp),
+                        Ok(Some(params.clone()))
+                    );
+                    assert_eq!(video.fmtp_param("profile-id"), Some("1"));
+                    assert_eq!(video.fmtp_param("tier-flag"), Some("0"));
+                    assert!(video.fmtp_param("sprop-max-don-diff").is_none());
+                }
+                (params, _) => panic!("{codec:?} clip with {params:?}"),
+            }
+            assert_eq!(p.streams[1].encoding, "PCMU");
+            let video_only = sdp(clip, false, "127.0.0.1".parse().unwrap(), 7);
+            assert!(!video_only.contains("m=audio"));
+            assert!(video_only.contains(&format!("a=rtpmap:96 {}/90000\r\n", codec.encoding())));
+        }
     }
 }

@@ -229,8 +229,8 @@ impl FaultySession {
     }
 
     /// Writes the next frame's packets (see [`Streamer::write_next`]),
-    /// first jumping to an IDR if a keyframe was asked for. Returns true
-    /// when the video frame is an IDR.
+    /// first jumping to a keyframe (H.264 IDR, H.265 IRAP) if one was asked
+    /// for. Returns true when the video frame is a keyframe.
     pub(crate) fn write_frame(
         &mut self,
         wall: SystemTime,
@@ -245,14 +245,14 @@ impl FaultySession {
             bump(&self.counters().keyframe_requests_honoured);
         }
         if std::mem::take(&mut self.keyframe_wanted) || triggered {
-            self.streamer.jump_to_idr();
+            self.streamer.jump_to_keyframe();
         }
         self.streamer.write_next(wall, out, packets)
     }
 
     /// Takes RTCP from the client (a compound packet): a receiver report
     /// restarts the `require_rr_s` wait; a PLI or FIR makes the next frame
-    /// an IDR when the faults honour PLI.
+    /// a keyframe when the faults honour PLI.
     pub(crate) fn handle_rtcp(&mut self, rtcp: &[u8]) {
         if has_receiver_report(rtcp) {
             self.last_rr_tick = self.ticks;
@@ -479,6 +479,7 @@ fn any_rtcp(mut rtcp: &[u8], wanted: impl Fn(u8, u8) -> bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::camera::codec::VideoCodec;
     use crate::sim::clip::clip;
     use std::sync::Arc;
 
@@ -486,7 +487,17 @@ mod tests {
     use super::*;
 
     fn session(camera: &str, faults: Faults, tcp: bool) -> (FaultySession, FaultStats) {
-        let mut s = Streamer::new(clip());
+        session_of(VideoCodec::H264, camera, faults, tcp)
+    }
+
+    /// A session of `camera` sending `codec`, with video and audio.
+    fn session_of(
+        codec: VideoCodec,
+        camera: &str,
+        faults: Faults,
+        tcp: bool,
+    ) -> (FaultySession, FaultStats) {
+        let mut s = Streamer::new(clip(codec));
         s.streams.push(StreamState::new(
             Track::Video,
             tcp.then_some((0, 1)),
@@ -507,7 +518,17 @@ mod tests {
 
     /// The TCP wire of `frames` frames.
     fn tcp_run(camera: &str, faults: Faults, frames: usize) -> (Vec<u8>, FaultStats) {
-        let (mut s, stats) = session(camera, faults, true);
+        tcp_run_of(VideoCodec::H264, camera, faults, frames)
+    }
+
+    /// The TCP wire of `frames` frames of `codec`.
+    fn tcp_run_of(
+        codec: VideoCodec,
+        camera: &str,
+        faults: Faults,
+        frames: usize,
+    ) -> (Vec<u8>, FaultStats) {
+        let (mut s, stats) = session_of(codec, camera, faults, true);
         let (mut out, mut pk, mut wire) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..frames {
             out.clear();
@@ -648,6 +669,178 @@ mod tests {
         s.write_frame(SystemTime::UNIX_EPOCH, &mut out, &mut pk);
         assert!(!s.write_frame(SystemTime::UNIX_EPOCH, &mut out, &mut pk));
         assert_eq!(stats.snapshot().keyframe_requests_honoured, 0);
+    }
+
+    /// The video access units of `frames` frames of a UDP session,
+    /// through camgate's H.265 depacketizer, sent datagram by datagram
+    /// (UDP faults applied); `before(n, session)` runs before frame `n`.
+    fn h265_pictures(
+        s: &mut FaultySession,
+        frames: usize,
+        mut before: impl FnMut(usize, &mut FaultySession),
+    ) -> Vec<crate::h264::AccessUnit> {
+        use crate::rtp::RtpPacket;
+        let mut d = crate::h265::Depacketizer::new(None);
+        let (mut out, mut pk, mut sends) = (Vec::new(), Vec::new(), Vec::new());
+        let mut aus = Vec::new();
+        for n in 0..frames {
+            before(n, s);
+            out.clear();
+            pk.clear();
+            sends.clear();
+            if s.tick() != Tick::Send {
+                continue;
+            }
+            s.write_frame(SystemTime::UNIX_EPOCH, &mut out, &mut pk);
+            s.udp_datagrams(&out, &pk, &mut sends);
+            for datagram in &sends {
+                let data = match datagram {
+                    Datagram::Packet(i) if pk[*i].stream == 0 && !pk[*i].rtcp => {
+                        out[pk[*i].range.clone()].to_vec()
+                    }
+                    Datagram::Held { stream: 0, data } => data.clone(),
+                    _ => continue,
+                };
+                let rtp = RtpPacket::parse(bytes::Bytes::from(data)).expect("sim RTP parses");
+                d.push(&rtp);
+                while let Some(au) = d.pull() {
+                    aus.push(au);
+                }
+            }
+        }
+        aus
+    }
+
+    /// True when `au` carries a VPS, an SPS and a PPS in band.
+    fn has_h265_params(au: &crate::h264::AccessUnit) -> bool {
+        use crate::h265::{header, nal_type};
+        [nal_type::VPS, nal_type::SPS, nal_type::PPS]
+            .iter()
+            .all(|t| {
+                au.nals
+                    .iter()
+                    .any(|n| header(n).map(|h| h.nal_type) == Some(*t))
+            })
+    }
+
+    #[test]
+    fn h265_pli_and_fir_give_an_irap_at_once() {
+        use crate::h265::analyzer::Analyzer;
+        let pli = [0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2];
+        let fir = [
+            0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 7, 0, 0, 0,
+        ];
+        let (mut s, stats) = session_of(VideoCodec::H265, "cam", Faults::default(), false);
+        let aus = h265_pictures(&mut s, 60, |n, s| match n {
+            5 => s.handle_rtcp(&pli),
+            20 => s.handle_rtcp(&fir),
+            _ => {}
+        });
+        assert_eq!(aus.len(), 60);
+        let irap: Vec<usize> = (0..aus.len())
+            .filter(|&i| crate::h265::is_irap(&aus[i]))
+            .collect();
+        // The clip's own IRAPs at 0 and 50 moved: 5 and 20 by request,
+        // then every 50 frames from there.
+        assert_eq!(irap, [0, 5, 20]);
+        let mut analyzer = Analyzer::new(None);
+        for (i, au) in aus.iter().enumerate() {
+            let a = analyzer.analyze(au);
+            assert!(a.damage.is_empty(), "picture {i}: {:?}", a.damage);
+            assert_eq!(a.slices, 4, "picture {i}");
+            assert_eq!(has_h265_params(au), a.irap, "picture {i}");
+        }
+        assert_eq!(stats.snapshot().keyframe_requests_honoured, 2);
+
+        // Not honoured: the clip's own IRAPs only.
+        let ignore = Faults {
+            honour_pli: false,
+            ..Faults::default()
+        };
+        let (mut s, _) = session_of(VideoCodec::H265, "cam", ignore, false);
+        let aus = h265_pictures(&mut s, 60, |n, s| {
+            if n == 5 {
+                s.handle_rtcp(&pli);
+            }
+        });
+        let irap: Vec<usize> = (0..aus.len())
+            .filter(|&i| crate::h265::is_irap(&aus[i]))
+            .collect();
+        assert_eq!(irap, [0, 50]);
+    }
+
+    #[test]
+    fn h265_sprop_only_and_ssrc_change() {
+        use crate::camera::codec::VideoParams;
+        use crate::h265::analyzer::Analyzer;
+        let VideoParams::H265(params) = &clip(VideoCodec::H265).info.params else {
+            panic!("the H.265 clip has H.265 parameter sets");
+        };
+        let faults = Faults {
+            sprop_only: true,
+            ssrc_change_every_s: 0.5,
+            ..Faults::default()
+        };
+        let (mut s, stats) = session_of(VideoCodec::H265, "cam", faults, false);
+        let aus = h265_pictures(&mut s, 40, |_, _| {});
+        assert_eq!(stats.snapshot().ssrc_changes, 3);
+        // An encoder restart starts at an IRAP; no VPS/SPS/PPS in band, the
+        // SDP's are enough.
+        let irap: Vec<usize> = (0..aus.len())
+            .filter(|&i| crate::h265::is_irap(&aus[i]))
+            .collect();
+        // 0.5 s is 13 frames (12.5 rounded): ticks 13, 26 and 39.
+        assert_eq!(irap, [0, 12, 25, 38]);
+        let mut analyzer = Analyzer::new(Some(params));
+        for (i, au) in aus.iter().enumerate() {
+            assert!(!has_h265_params(au), "picture {i}");
+            let a = analyzer.analyze(au);
+            assert!(a.damage.is_empty(), "picture {i}: {:?}", a.damage);
+        }
+    }
+
+    #[test]
+    fn h265_streams_suffer_every_fault() {
+        // TCP: truncation (cut and resent) and garbage.
+        let faults = Faults {
+            seed: 7,
+            truncate: 0.05,
+            truncate_resend: 0.05,
+            garbage: 0.05,
+            stall_every_s: 1.0,
+            stall_ms: 300,
+            timestamp_jump_every_s: 1.5,
+            reboot_every_s: 3.0,
+            ..Faults::default()
+        };
+        let (wire, stats) = tcp_run_of(VideoCodec::H265, "cam", faults.clone(), 100);
+        let (plain, _) = tcp_run_of(VideoCodec::H265, "cam", Faults::default(), 100);
+        assert!(!wire.is_empty() && wire != plain);
+        let c = stats.snapshot();
+        assert!(c.truncated > 0 && c.truncated_resent > 0 && c.garbage_bursts > 0);
+        assert_eq!((c.stalls, c.timestamp_jumps, c.reboots), (3, 2, 1));
+        assert_eq!(
+            tcp_run_of(VideoCodec::H265, "cam", faults, 100)
+                .1
+                .snapshot(),
+            c
+        );
+
+        // UDP: loss and reordering reach the H.265 depacketizer as
+        // damaged pictures.
+        let faults = Faults {
+            seed: 9,
+            udp_loss: 0.05,
+            udp_reorder: 0.05,
+            udp_duplicate: 0.02,
+            ..Faults::default()
+        };
+        let (mut s, stats) = session_of(VideoCodec::H265, "cam", faults, false);
+        let aus = h265_pictures(&mut s, 100, |_, _| {});
+        let c = stats.snapshot();
+        assert!(c.udp_lost > 0 && c.udp_reordered > 0 && c.udp_duplicated > 0);
+        let damaged = aus.iter().filter(|a| a.damaged || a.loss_before).count();
+        assert!(damaged > 5, "{damaged} damaged pictures of {}", aus.len());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Simulated cameras: an RTSP 1.0 server (RFC 2326) on loopback that serves
-//! a looping embedded H.264 clip (RFC 6184) and a PCMU beep (RFC 3551) to
-//! any path, over TCP interleaved or UDP. The demo, the test fixture and the
-//! load generator, so sessions share precomputed payloads and only write
-//! RTP headers.
+//! a looping embedded H.264 clip (RFC 6184) or H.265 clip (RFC 7798,
+//! `?codec=h265`) and a PCMU beep (RFC 3551) to any path, over TCP
+//! interleaved or UDP. The demo, the test fixture and the load generator,
+//! so sessions share precomputed payloads and only write RTP headers.
 
 mod auth;
 mod clip;
@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-pub use clip::{clip_info, ClipInfo};
+use crate::camera::codec::VideoCodec;
+
+pub use clip::{clip_info, clip_info_of, ClipInfo};
 pub use control::{FaultCounts, FaultStats, KeyframeTrigger};
 pub use faults::Faults;
 
@@ -44,6 +46,9 @@ pub struct SimOptions {
     /// (`rtsp://host/NAME?truncate=0.02&seed=7`, keys as the fields of
     /// [`Faults`]). Default: none, PLI honoured.
     pub faults: Faults,
+    /// The video codec every camera sends unless its URL query says
+    /// otherwise (`rtsp://host/NAME?codec=h265`). Default: H.264.
+    pub codec: VideoCodec,
 }
 
 impl Default for SimOptions {
@@ -52,6 +57,7 @@ impl Default for SimOptions {
             credentials: None,
             session_timeout: Duration::from_secs(60),
             faults: Faults::default(),
+            codec: VideoCodec::default(),
         }
     }
 }
@@ -131,7 +137,7 @@ impl Shared {
 }
 
 /// An RTSP server of simulated cameras. Every path `/NAME` is a camera;
-/// `?audio=0` leaves out the audio track.
+/// `?audio=0` leaves out the audio track, `?codec=h265` sends H.265.
 #[derive(Debug)]
 pub struct SimServer {
     /// The listening socket.
@@ -181,8 +187,8 @@ impl SimServer {
     /// Serves until `shutdown` is cancelled, then closes every connection
     /// and session and returns once their tasks have ended.
     pub async fn run(self, shutdown: CancellationToken) {
-        // Parse the clip before the first client waits on it.
-        let _ = clip::clip();
+        // Parse the default clip before the first client waits on it.
+        let _ = clip::clip(self.options.codec);
         let auth = self
             .options
             .credentials

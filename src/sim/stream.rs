@@ -1,6 +1,7 @@
 //! The per-session media core of the sim: turns "send the next frame" into
-//! RTP packets (RFC 3550, RFC 6184, RFC 3551) and RTCP sender reports,
-//! written into a caller-owned buffer. Sans-IO: no sockets, no clocks.
+//! RTP packets (RFC 3550; RFC 6184 or RFC 7798 payloads as the clip was
+//! packetized; RFC 3551) and RTCP sender reports, written into a
+//! caller-owned buffer. Sans-IO: no sockets, no clocks.
 
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
@@ -18,7 +19,7 @@ pub(crate) const FRAME_PERIOD: Duration = Duration::from_millis(1000 / FPS as u6
 /// Frames between RTCP sender reports (5 s).
 const FRAMES_PER_SR: u64 = 5 * FPS as u64;
 
-/// Dynamic payload type of the H.264 stream in our SDP.
+/// Dynamic payload type of the video stream (H.264 or H.265) in our SDP.
 pub(crate) const VIDEO_PT: u8 = 96;
 
 /// Static payload type of PCMU (RFC 3551 table 4).
@@ -27,7 +28,7 @@ pub(crate) const AUDIO_PT: u8 = 0;
 /// The two media of a sim camera, by SDP order (`trackID=N`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Track {
-    /// H.264, `trackID=0`.
+    /// H.264 or H.265, `trackID=0`.
     Video,
     /// PCMU, `trackID=1`.
     Audio,
@@ -124,9 +125,9 @@ pub(crate) struct Streamer {
     /// Media time of the next frame, in frames since the session started.
     frame: u64,
     /// Index in the clip of the next video frame: follows `frame` until a
-    /// keyframe request or encoder restart jumps it to an IDR.
+    /// keyframe request or encoder restart jumps it to a keyframe.
     clip_pos: usize,
-    /// Whether SPS/PPS are sent in band (false: `sprop_only`).
+    /// Whether the parameter sets are sent in band (false: `sprop_only`).
     in_band_params: bool,
 }
 
@@ -142,8 +143,8 @@ impl Streamer {
         }
     }
 
-    /// Leaves SPS and PPS out of the stream (`sprop_only`): only the SDP
-    /// carries them.
+    /// Leaves the parameter sets (SPS and PPS; H.265 also VPS) out of the
+    /// stream (`sprop_only`): only the SDP carries them.
     pub(crate) fn set_in_band_params(&mut self, in_band: bool) {
         self.in_band_params = in_band;
     }
@@ -153,19 +154,19 @@ impl Streamer {
         self.streams.iter().position(|s| s.track == Track::Video)
     }
 
-    /// Makes the next video frame the clip's next IDR (itself if it is
-    /// one). Timestamps and sequence numbers go on as before: the clip
-    /// position jumps, the RTP timeline does not.
-    pub(crate) fn jump_to_idr(&mut self) {
+    /// Makes the next video frame the clip's next keyframe (H.264 IDR,
+    /// H.265 IRAP; itself if it is one). Timestamps and sequence numbers go
+    /// on as before: the clip position jumps, the RTP timeline does not.
+    pub(crate) fn jump_to_keyframe(&mut self) {
         let frames = &self.clip.frames;
         let n = frames.len();
-        if let Some(k) = (0..n).find(|k| frames[(self.clip_pos + k) % n].idr) {
+        if let Some(k) = (0..n).find(|k| frames[(self.clip_pos + k) % n].keyframe) {
             self.clip_pos = (self.clip_pos + k) % n;
         }
     }
 
     /// An encoder restart: the video stream takes `ssrc` and continues at
-    /// sequence number `seq`, starting over at the clip's next IDR.
+    /// sequence number `seq`, starting over at the clip's next keyframe.
     pub(crate) fn restart_video(&mut self, ssrc: u32, seq: u16) {
         if let Some(i) = self.video() {
             let s = &mut self.streams[i];
@@ -174,7 +175,7 @@ impl Streamer {
             s.packets = 0;
             s.octets = 0;
         }
-        self.jump_to_idr();
+        self.jump_to_keyframe();
     }
 
     /// Moves every stream's RTP timestamps 10 s forward (a camera clock
@@ -222,7 +223,7 @@ impl Streamer {
     /// with interleaved channels get a 4-byte `$` header (RFC 2326 section
     /// 10.12) so `out` can be written to the RTSP connection as is. `wall`
     /// is the current wall-clock time for the sender reports. Returns true
-    /// when the video frame written is an IDR.
+    /// when the video frame written is a keyframe.
     pub(crate) fn write_next(
         &mut self,
         wall: SystemTime,
@@ -268,7 +269,7 @@ impl Streamer {
         }
         self.frame += 1;
         self.clip_pos = (self.clip_pos + 1) % frames.len();
-        video.idr && self.video().is_some()
+        video.keyframe && self.video().is_some()
     }
 }
 
@@ -346,6 +347,7 @@ fn write_sender_report(
 mod tests {
     use super::super::clip::clip;
     use super::*;
+    use crate::camera::codec::VideoCodec;
 
     fn rtp_fields(p: &[u8]) -> (bool, u8, u16, u32, u32) {
         (
@@ -359,7 +361,7 @@ mod tests {
 
     #[test]
     fn continuous_across_loops_and_interleaved_framing() {
-        let clip = clip();
+        let clip = clip(VideoCodec::H264);
         let mut s = Streamer::new(clip);
         s.streams
             .push(StreamState::new(Track::Video, Some((0, 1)), "v".into()));

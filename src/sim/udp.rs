@@ -19,6 +19,7 @@ use super::faults::Faults;
 use super::inject::{Datagram, FaultySession, Tick};
 use super::stream::{PacketRef, RtpInfo, StreamState, Streamer, FRAME_PERIOD};
 use super::{clip, Shared};
+use crate::camera::codec::VideoCodec;
 
 /// Attempts at finding an even/odd port pair before taking any two ports.
 const PORT_PAIR_ATTEMPTS: usize = 32;
@@ -116,14 +117,15 @@ pub(crate) async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSock
     Ok((rtp, rtcp))
 }
 
-/// Creates and registers a UDP session of `camera` with its first stream
-/// and spawns its task.
+/// Creates and registers a UDP session of `camera` (sending `codec`, with
+/// `faults`) with its first stream and spawns its task.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     id: String,
     first: UdpStream,
     camera: &str,
     faults: Faults,
+    codec: VideoCodec,
 ) -> Arc<UdpHandle> {
     bump(&shared.stats.counters().udp_sessions);
     let (tx, rx) = mpsc::channel(8);
@@ -141,7 +143,7 @@ pub(crate) fn start(
         id,
         handle: handle.clone(),
         media: FaultySession::new(
-            Streamer::new(clip::clip()),
+            Streamer::new(clip::clip(codec)),
             camera,
             faults,
             shared.stats.clone(),
