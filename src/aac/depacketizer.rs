@@ -125,6 +125,11 @@ impl Depacketizer {
         self.config.as_ref()
     }
 
+    /// The RTP clock rate of the stream, Hz.
+    pub fn clock_rate(&self) -> u32 {
+        self.format.clock_rate
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> &DepacketizerStats {
         &self.stats

@@ -10,10 +10,12 @@
 mod bits;
 pub mod config;
 pub mod depacketizer;
+pub mod to_opus;
 pub mod transcode;
 
 pub use config::{AacFormat, AuHeaderLayout, AudioSpecificConfig, Framing, StreamMuxConfig};
 pub use depacketizer::{AccessUnit, Depacketizer, DepacketizerStats};
+pub use to_opus::AacToOpus;
 pub use transcode::{OpusFrame, Transcoder, TranscoderStats, OPUS_CLOCK_RATE};
 
 /// Why an AAC stream cannot be read.

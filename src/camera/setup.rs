@@ -19,8 +19,17 @@ use super::udp::{bind_udp_pair, record_buffer, set_receive_buffer};
 use crate::redact::redact_url;
 use crate::rtsp::{Presentation, StreamSetup, TransportRequest};
 
-/// Audio encodings forwarded as they are (one RTP payload is self-contained).
-const PASSTHROUGH_AUDIO: &[&str] = &["PCMU", "PCMA", "OPUS", "G722", "MPEG4-GENERIC", "L16"];
+/// Audio encodings forwarded packet by packet as they are (an AAC access
+/// unit fragmented over packets keeps its packets and marker bits).
+const PASSTHROUGH_AUDIO: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "OPUS",
+    "G722",
+    "MPEG4-GENERIC",
+    "MP4A-LATM",
+    "L16",
+];
 
 /// A media stream being received.
 pub(super) struct MediaStream {
@@ -106,21 +115,31 @@ pub(super) async fn choose_streams(
             fmtp: d.fmtp.clone(),
         }
     });
-    // Audio WebRTC cannot carry (AAC above all): viewers get video only.
-    let no_webrtc_audio = audio_info
-        .as_ref()
-        .filter(|a| {
-            !matches!(
-                a.encoding.to_ascii_uppercase().as_str(),
-                "PCMU" | "PCMA" | "OPUS"
-            )
-        })
-        .map(|a| {
+    // Audio WebRTC cannot carry: viewers get video only. AAC goes to
+    // browsers as Opus (egress::webrtc), unless it is AAC the decoder
+    // cannot read.
+    let no_webrtc_audio = audio_info.as_ref().and_then(|a| {
+        if crate::aac::AacFormat::is_aac(&a.encoding) {
+            return crate::aac::webrtc_audio(&a.encoding, a.clock_rate, a.fmtp.as_deref())
+                .err()
+                .map(|e| {
+                    format!(
+                        "the camera's {} audio cannot be sent over WebRTC ({e}): browsers get video only",
+                        a.encoding
+                    )
+                });
+        }
+        (!matches!(
+            a.encoding.to_ascii_uppercase().as_str(),
+            "PCMU" | "PCMA" | "OPUS"
+        ))
+        .then(|| {
             format!(
                 "the camera's {} audio cannot be sent over WebRTC: browsers get video only",
                 a.encoding
             )
-        });
+        })
+    });
     ctx.status.send_modify(|st| {
         if let Some(w) = &no_webrtc_audio {
             st.warn(w);

@@ -26,6 +26,12 @@ server as a restreaming gateway, the baseline of benches/rtsp_clients.rs.
 slice segments per picture, no B-frames) and sends it with rtph265pay
 (RFC 7798, parameter sets in band and in the SDP) instead of x264.
 
+--audio aac sends the sine as AAC LC (voaacenc) with rtpmp4gpay (RFC 3640
+mpeg4-generic, AAC-hbr); --audio latm with rtpmp4apay (RFC 6416
+MP4A-LATM, cpresent=0); the default, pcmu, as G.711 mu-law at 8 kHz.
+--audio-rate HZ sets the AAC sampling rate (default 48000; 44100 makes
+camgate resample for Opus), mono.
+
 --no-auth serves without authentication (USER and PASSWORD are then
 ignored).
 
@@ -51,6 +57,8 @@ parser.add_argument("--file", default=None)
 parser.add_argument("--relay", default=None)
 parser.add_argument("--no-auth", action="store_true")
 parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
+parser.add_argument("--audio", choices=["pcmu", "aac", "latm"], default="pcmu")
+parser.add_argument("--audio-rate", type=int, default=48000)
 args = parser.parse_args()
 
 Gst.init(None)
@@ -77,12 +85,20 @@ else:
         f"key-int-max={gop} bitrate=1500{x264_options} "
         "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1 "
     )
+if args.audio == "pcmu":
+    audio_encoder = "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
+else:
+    payloader = "rtpmp4gpay" if args.audio == "aac" else "rtpmp4apay"
+    audio_encoder = (
+        f"! audio/x-raw,rate={args.audio_rate},channels=1 ! voaacenc bitrate=64000 "
+        f"! {payloader} name=pay1 pt=97 )"
+    )
 launch = (
     "( videotestsrc is-live=true pattern=ball "
     "! video/x-raw,width=640,height=360,framerate=25/1 "
     + video_encoder +
     "audiotestsrc is-live=true wave=sine freq=1000 "
-    "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 )"
+    + audio_encoder
 )
 # Not shared: each session starts its own encoder, so it begins at a keyframe.
 shared = False

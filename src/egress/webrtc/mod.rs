@@ -1,6 +1,8 @@
 //! WebRTC egress: browsers watch cameras over WHEP (RFC 9725). The camera's
 //! H.264 is passed through, re-packetized to the path MTU, never
-//! transcoded; PCMU, PCMA and Opus audio pass through too.
+//! transcoded; PCMU, PCMA and Opus audio pass through too, and an AAC
+//! camera's audio is sent as Opus, transcoded once per camera while it has
+//! viewers (`opus_feed`).
 //!
 //! The `webrtc` crate (the 0.17 line) is used behind this module only: the
 //! HTTP layer hands it an offer and a camera and gets an answer or a
@@ -9,6 +11,7 @@
 //! the one port a site has to open; the rewritten sans-IO line has none.
 
 pub mod negotiate;
+mod opus_feed;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -102,6 +105,8 @@ pub struct WebrtcEgress {
     /// `max_viewers`.
     places: Arc<Places>,
     tasks: TaskTracker,
+    /// AAC-to-Opus transcoders, one per camera that has viewers needing it.
+    opus_feeds: opus_feed::OpusFeeds,
 }
 
 impl WebrtcEgress {
@@ -127,6 +132,7 @@ impl WebrtcEgress {
                 },
             ),
             tasks: TaskTracker::new(),
+            opus_feeds: Default::default(),
         }))
     }
 
@@ -293,6 +299,10 @@ impl WebrtcEgress {
             video,
             video_sender,
             audio: audio.map(|(t, s)| (t, s, choice.audio.as_ref().map_or(8000, |a| a.clock_rate))),
+            opus: choice.audio.as_ref().filter(|a| a.from_aac).map(|_| {
+                self.opus_feeds
+                    .subscribe(&cam.config.id, &cam.hub, &cam.cancel, &self.tasks)
+            }),
             state: state_rx,
             guard,
             hub: cam.hub.clone(),

@@ -7,11 +7,15 @@
 //! `tier-flag` (its `level-id` is what the browser decodes at most, and
 //! browsers list one level per profile, so it is not compared: the W3C
 //! correction of RFC 7798's offer/answer rule that Pion follows too).
+//! Audio: PCMU, PCMA and Opus pass through; AAC (`mpeg4-generic`,
+//! `MP4A-LATM`), which browsers do not decode, is sent as Opus (the
+//! offer's opus/48000/2), transcoded once per camera (`opus_feed`).
 
 use std::io::Cursor;
 
 use webrtc::sdp::SessionDescription;
 
+use crate::aac::{AacFormat, OPUS_CLOCK_RATE};
 use crate::camera::hub::AudioInfo;
 
 /// A video format chosen from the offer.
@@ -39,6 +43,8 @@ pub struct AudioChoice {
     pub channels: u16,
     /// The offer's `a=fmtp` line for it, if any.
     pub fmtp: String,
+    /// Opus transcoded from the camera's AAC, not the camera's own audio.
+    pub from_aac: bool,
 }
 
 /// The outcome of negotiation.
@@ -405,6 +411,40 @@ pub fn choose(
 
     let audio = match camera_audio {
         None => None,
+        Some(a) if AacFormat::is_aac(&a.encoding) => {
+            match crate::aac::webrtc_audio(&a.encoding, a.clock_rate, a.fmtp.as_deref()) {
+                Err(e) => {
+                    notes.push(format!(
+                        "the camera's {} audio cannot be sent over WebRTC ({e}): video only",
+                        a.encoding
+                    ));
+                    None
+                }
+                Ok(_) => {
+                    let found = sdp
+                        .media_descriptions
+                        .iter()
+                        .filter(|m| m.media_name.media == "audio")
+                        .flat_map(formats)
+                        .find(|f| f.encoding == "OPUS" && f.clock_rate == OPUS_CLOCK_RATE);
+                    if found.is_none() {
+                        notes.push(format!(
+                            "the offer cannot receive Opus, which the camera's {} audio is sent as: \
+                             video only",
+                            a.encoding
+                        ));
+                    }
+                    found.map(|f| AudioChoice {
+                        payload_type: f.payload_type,
+                        mime_type: "audio/opus".into(),
+                        clock_rate: OPUS_CLOCK_RATE,
+                        channels: f.channels,
+                        fmtp: f.fmtp,
+                        from_aac: true,
+                    })
+                }
+            }
+        }
         Some(a) => {
             let encoding = a.encoding.to_ascii_uppercase();
             if !matches!(encoding.as_str(), "PCMU" | "PCMA" | "OPUS") {
@@ -439,6 +479,7 @@ pub fn choose(
                     clock_rate: f.clock_rate,
                     channels: f.channels,
                     fmtp: f.fmtp,
+                    from_aac: false,
                 })
             }
         }
@@ -576,17 +617,56 @@ a=rtpmap:126 telephone-event/8000\r\n";
     }
 
     #[test]
-    fn aac_audio_is_left_out_with_a_note() {
-        let aac = AudioInfo {
+    fn aac_audio_is_sent_as_the_offers_opus() {
+        let mut aac = AudioInfo {
             encoding: "MPEG4-GENERIC".into(),
             clock_rate: 16000,
             channels: Some(1),
             payload_type: 97,
-            fmtp: None,
+            fmtp: Some(
+                "streamtype=5;profile-level-id=15;mode=AAC-hbr;config=1408;sizelength=13;\
+                 indexlength=3;indexdeltalength=3"
+                    .into(),
+            ),
         };
         let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
+        let audio = c.audio.unwrap();
+        assert_eq!((audio.payload_type, audio.clock_rate), (111, 48_000));
+        assert_eq!(
+            (audio.mime_type.as_str(), audio.from_aac),
+            ("audio/opus", true)
+        );
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        // LATM too.
+        let latm = AudioInfo {
+            encoding: "MP4A-LATM".into(),
+            clock_rate: 48000,
+            channels: Some(1),
+            payload_type: 96,
+            fmtp: Some("cpresent=0;config=40002310".into()),
+        };
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&latm)).unwrap();
+        assert!(c.audio.unwrap().from_aac);
+        // An offer without Opus.
+        let no_opus = CHROME_OFFER.replace("opus/48000/2", "foo/48000/2");
+        let c = choose(&no_opus, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
         assert!(c.audio.is_none());
-        assert!(c.notes[0].contains("MPEG4-GENERIC audio cannot be sent"));
+        assert!(c.notes[0].contains("cannot receive Opus"), "{:?}", c.notes);
+        // AAC the decoder cannot read (AAC Main) says why.
+        aac.fmtp = Some("mode=AAC-hbr;config=0988".into());
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
+        assert!(c.audio.is_none());
+        assert!(c.notes[0].contains("AAC Main"), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn g711_passes_through() {
+        let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&pcmu())).unwrap();
+        let audio = c.audio.unwrap();
+        assert_eq!(
+            (audio.mime_type.as_str(), audio.from_aac),
+            ("audio/PCMU", false)
+        );
     }
 
     #[test]

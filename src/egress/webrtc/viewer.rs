@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, watch};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
@@ -17,6 +18,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::TrackLocalWriter;
 
+use super::opus_feed::{OpusPacket, OpusSubscription};
 use crate::camera::codec::VideoPacketizer;
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
@@ -45,6 +47,9 @@ pub(super) struct Viewer {
     pub video: Arc<TrackLocalStaticRTP>,
     pub video_sender: Arc<RTCRtpSender>,
     pub audio: Option<(Arc<TrackLocalStaticRTP>, Arc<RTCRtpSender>, u32)>,
+    /// Opus made from the camera's AAC, when that is the audio sent (the
+    /// camera's own audio packets are then not).
+    pub opus: Option<OpusSubscription>,
     pub state: watch::Receiver<RTCPeerConnectionState>,
     pub guard: ConsumerGuard,
     pub hub: Arc<Hub>,
@@ -135,11 +140,41 @@ impl VideoOut {
     }
 }
 
-/// Audio passthrough state.
+/// The audio sender's state.
 struct AudioOut {
     track: Arc<TrackLocalStaticRTP>,
     seq: u16,
     timeline: Timeline,
+}
+
+impl AudioOut {
+    /// Sends one payload whose input timestamp `ts` is on input timeline
+    /// `timeline`.
+    async fn send(
+        &mut self,
+        payload: &Bytes,
+        timeline: u64,
+        ts: u32,
+        received: Instant,
+        marker: bool,
+        session: &Consumer,
+    ) {
+        let ts = self.timeline.map(timeline, ts, received);
+        let p = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker,
+                sequence_number: self.seq,
+                timestamp: ts,
+                ..Default::default()
+            },
+            payload: payload.clone(),
+        };
+        self.seq = self.seq.wrapping_add(1);
+        if self.track.write_rtp(&p).await.is_ok() {
+            session.count_packet(12 + payload.len());
+        }
+    }
 }
 
 /// Why a viewer ended (for the log).
@@ -158,6 +193,7 @@ impl Viewer {
             video,
             video_sender,
             audio,
+            mut opus,
             mut state,
             guard,
             hub,
@@ -198,6 +234,9 @@ impl Viewer {
             wait_keyframe: true,
             last_burst: None,
         };
+        // The camera's own audio packets are sent only when they are the
+        // audio negotiated (not when it is Opus made from them).
+        let audio_is_opus = opus.is_some();
         let mut audio_out = audio.map(|(track, _, rate)| AudioOut {
             track,
             seq: rand::random(),
@@ -259,6 +298,20 @@ impl Viewer {
                         answer_keyframe_request(&mut out, &hub, &session, &stats).await;
                     }
                 },
+                frame = recv_opus(&mut opus) => match frame {
+                    Ok(f) => {
+                        // Frames before the first picture are dropped, as
+                        // the camera's own audio is: they would only delay
+                        // the sound behind the picture.
+                        let Some(a) = audio_out.as_mut() else { continue };
+                        if out.last_sent.is_none() {
+                            continue;
+                        }
+                        a.send(&f.data, f.timeline, f.timestamp, f.received, false, &session).await;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => opus = None,
+                },
                 ev = recv_opt(&mut rx) => match ev {
                     Ok(MediaEvent::Video(frame)) => {
                         if out.wait_keyframe {
@@ -272,25 +325,13 @@ impl Viewer {
                         out.send(&frame, ts, &session, &stats).await;
                     }
                     Ok(MediaEvent::Audio(pkt)) => {
-                        let Some(a) = audio_out.as_mut() else { continue };
+                        let Some(a) = audio_out.as_mut().filter(|_| !audio_is_opus) else {
+                            continue;
+                        };
                         if out.last_sent.is_none() {
                             continue;
                         }
-                        let ts = a.timeline.map(pkt.timeline, pkt.timestamp, pkt.received);
-                        let p = rtp::packet::Packet {
-                            header: rtp::header::Header {
-                                version: 2,
-                                marker: pkt.marker,
-                                sequence_number: a.seq,
-                                timestamp: ts,
-                                ..Default::default()
-                            },
-                            payload: pkt.payload.clone(),
-                        };
-                        a.seq = a.seq.wrapping_add(1);
-                        if a.track.write_rtp(&p).await.is_ok() {
-                            session.count_packet(12 + pkt.payload.len());
-                        }
+                        a.send(&pkt.payload, pkt.timeline, pkt.timestamp, pkt.received, pkt.marker, &session).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         // Too slow for the camera: skip to the next keyframe
@@ -363,6 +404,16 @@ async fn recv_opt(
 ) -> Result<MediaEvent, broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next Opus frame of the camera's feed, or never when there is none.
+async fn recv_opus(
+    sub: &mut Option<OpusSubscription>,
+) -> Result<Arc<OpusPacket>, broadcast::error::RecvError> {
+    match sub {
+        Some(s) => s.rx.recv().await,
         None => std::future::pending().await,
     }
 }
