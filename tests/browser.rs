@@ -188,3 +188,119 @@ timestamp_jump_every_s = 35
     });
     assert!(gw.terminate(Duration::from_secs(5)).is_some());
 }
+
+/// Inbound audio statistics of the page's player: codec, samples decoded,
+/// level.
+const AUDIO_STATS: &str = "(async () => {
+  const p = window.camgatePlayers && window.camgatePlayers[0];
+  if (!p || !p.pc) return null;
+  const report = await p.pc.getStats();
+  const codecs = {};
+  report.forEach((s) => { if (s.type === 'codec') codecs[s.id] = s.mimeType; });
+  let out = null;
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+      out = {
+        mimeType: codecs[s.codecId] || '',
+        totalSamplesReceived: s.totalSamplesReceived || 0,
+        concealedSamples: s.concealedSamples || 0,
+        audioLevel: s.audioLevel || 0,
+        totalAudioEnergy: s.totalAudioEnergy || 0,
+        totalSamplesDuration: s.totalSamplesDuration || 0,
+        packetsReceived: s.packetsReceived || 0,
+        packetsLost: s.packetsLost || 0,
+      };
+    }
+  });
+  return out;
+})()";
+
+/// Chromium plays AAC cameras with sound: GStreamer's RTSP server sends
+/// H.264 and a 1 kHz sine as AAC, once as RFC 3640 mpeg4-generic at
+/// 44.1 kHz (resampled for Opus) and once as RFC 6416 MP4A-LATM at 48 kHz;
+/// the browser receives Opus, decodes samples at the pace of the clock
+/// and hears a level, and the camera no longer warns of a silent browser.
+#[test]
+fn chromium_plays_aac_cameras_with_sound() {
+    if in_loopback_netns("chromium_plays_aac_cameras_with_sound") {
+        return;
+    }
+    let dir = temp_dir();
+    let http = free_tcp_port();
+    let (gst_aac, gst_latm) = (free_tcp_port(), free_tcp_port());
+    let _aac = spawn_gst_server_with(
+        dir.path(),
+        gst_aac,
+        "viewer",
+        "s3cr3t-pw",
+        &["--audio", "aac", "--audio-rate", "44100"],
+    );
+    let _latm = spawn_gst_server_with(
+        dir.path(),
+        gst_latm,
+        "viewer",
+        "s3cr3t-pw",
+        &["--audio", "latm"],
+    );
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{http}\"\n\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\n\
+         [[camera]]\nid = \"aac\"\nurl = \"rtsp://viewer:s3cr3t-pw@127.0.0.1:{gst_aac}/test\"\n\n\
+         [[camera]]\nid = \"latm\"\nurl = \"rtsp://viewer:s3cr3t-pw@127.0.0.1:{gst_latm}/test\"\n"
+    );
+    let mut gw = spawn_gateway(dir.path(), &toml, http);
+    for (id, audio) in [("aac", "MPEG4-GENERIC/44100"), ("latm", "MP4A-LATM/48000")] {
+        let cam = wait_state(http, id, "playing", Duration::from_secs(20));
+        assert_eq!(cam["audio"], audio, "{cam}");
+        let warnings = cam["warnings"].to_string();
+        assert!(
+            !warnings.contains("video only") && !warnings.contains("WebRTC"),
+            "{warnings}"
+        );
+    }
+    runtime().block_on(async {
+        let mut b = Browser::launch(dir.path()).await;
+        for id in ["aac", "latm"] {
+            b.navigate(&format!("http://127.0.0.1:{http}/cameras/{id}")).await;
+            b.wait_for(
+                "window.camgatePlayers && window.camgatePlayers[0] && window.camgatePlayers[0].firstFrameMs",
+                Duration::from_secs(20),
+            )
+            .await;
+            b.wait_for(
+                &AUDIO_STATS.replace("return out;", "return out && out.totalSamplesReceived > 0;"),
+                Duration::from_secs(10),
+            )
+            .await;
+            // Players start muted; the page's sound button turns it on (a
+            // muted element's audio level is 0).
+            b.wait_for(
+                "document.querySelector('.sound') && !document.querySelector('.sound').hidden",
+                Duration::from_secs(10),
+            )
+            .await;
+            b.eval("document.querySelector('.sound').click()").await;
+            assert_eq!(b.eval("document.querySelector('video').muted").await, false);
+            assert_eq!(b.eval("document.querySelector('.sound').textContent").await, "sound on");
+            // Past the start, three seconds of sound.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let a0 = b.eval(AUDIO_STATS).await;
+            let t0 = Instant::now();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let a1 = b.eval(AUDIO_STATS).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let rate = (n(&a1, "totalSamplesReceived") - n(&a0, "totalSamplesReceived")) / secs;
+            let concealed = n(&a1, "concealedSamples") - n(&a0, "concealedSamples");
+            eprintln!("{id}: chromium audio {a1}, {rate:.0} samples/s, {concealed} concealed");
+            assert_eq!(a1["mimeType"], "audio/opus", "{a1}");
+            // Opus decodes at 48 kHz: the samples grow at the clock's pace.
+            assert!((40_000.0..=56_000.0).contains(&rate), "{rate} samples/s");
+            // The sine is heard (audioLevel is 0..1; silence is 0).
+            assert!(n(&a1, "audioLevel") > 0.05, "{a1}");
+            // Concealment (samples the decoder made up) stays small.
+            assert!(concealed < rate * secs * 0.1, "{concealed} of {} concealed", rate * secs);
+            let cam = camera_json(http, id);
+            assert_eq!(cam["viewers"], 1, "{cam}");
+        }
+    });
+    assert!(gw.terminate(Duration::from_secs(5)).is_some());
+}

@@ -30,13 +30,24 @@ const camgate = (() => {
     video.muted = true;
     const overlay = el("div", { class: "overlay" });
     const state = el("span", { class: "state" });
+    // Players start muted (browsers autoplay muted video only); a click
+    // turns the camera's sound on (AAC cameras' sound arrives as Opus).
+    const sound = el("button", {
+      type: "button", class: "sound", "aria-pressed": "false",
+      "aria-label": "sound of " + cam.id, title: "sound on or off", text: "sound off",
+    });
+    sound.addEventListener("click", () => {
+      video.muted = !video.muted;
+      sound.setAttribute("aria-pressed", String(!video.muted));
+      sound.textContent = video.muted ? "sound off" : "sound on";
+    });
     const title = large
       ? el("h2", { text: cam.id })
       : el("h2", {}, el("a", { href: "/cameras/" + encodeURIComponent(cam.id), text: cam.id }));
     const health = camgateDashboard.healthView();
     const pipeline = camgateDashboard.pipelineView(cam.id);
     const node = el("section", { class: "tile", "data-camera": cam.id },
-      el("div", { class: "head" }, camgateDashboard.light(), title, state),
+      el("div", { class: "head" }, camgateDashboard.light(), title, state, sound),
       el("div", { class: "body" }, el("div", { class: "screen" }, video, overlay), health.node),
       pipeline.node,
       el("p", { class: "details" }));
@@ -61,6 +72,7 @@ const camgate = (() => {
     state.textContent = cam.state;
     state.dataset.state = cam.state;
     node.dataset.state = cam.state;
+    node.querySelector(".sound").hidden = !cam.audio;
     const parts = [];
     if (cam.video) parts.push(cam.video);
     if (cam.audio) parts.push(cam.audio);
