@@ -24,6 +24,10 @@ use crate::sim::{SimOptions, SimServer};
 /// How long stopping may take before tasks are abandoned.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a node of a cluster may take to hand its cameras over when
+/// asked to stop.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
 /// Runs the gateway until `shutdown` is cancelled, then stops cameras (with
 /// TEARDOWN) and waits for them, at most [`SHUTDOWN_GRACE`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), String> {
@@ -44,7 +48,50 @@ pub async fn run_with_store(
     let listener_setup = http::ListenerSetup::load(&config)?;
 
     let tasks = TaskTracker::new();
-    let supervisor = start_cameras(&config, &shutdown).await?;
+    // Cameras stop with their own token: a node of a cluster hands its
+    // cameras over before they stop.
+    let cameras_root = CancellationToken::new();
+    let mut cluster = None;
+    let supervisor = match &config.cluster {
+        None => start_cameras(&config, &cameras_root).await?,
+        Some(cluster_cfg) => {
+            let gates = crate::cluster::OutputGates::default();
+            let supervisor = Arc::new(
+                Supervisor::new(&cameras_root)
+                    .with_outputs(gates.wrap(rtp_outputs()))
+                    .with_sources(Arc::new(Simulators::default())),
+            );
+            let runner = Arc::new(crate::cluster::SupervisorRunner::new(
+                supervisor.clone(),
+                gates,
+            ));
+            let (file_tx, file_rx) = tokio::sync::watch::channel(config.cameras.clone());
+            let check_store = store
+                .clone()
+                .unwrap_or_else(|| Arc::new(ConfigStore::in_memory()));
+            if let Some(store) = &store {
+                store.set_clustered();
+                store.on_reload(move |c| {
+                    file_tx.send_replace(c.cameras.clone());
+                });
+            }
+            let parse_api: crate::cluster::ApiCameraParser = Arc::new(move |body| {
+                check_store
+                    .check_camera(body, |_| false)
+                    .map(|(cfg, _)| cfg)
+                    .map_err(|e| e.to_string())
+            });
+            let node =
+                crate::cluster::ClusterNode::new(cluster_cfg.clone(), runner, file_rx, parse_api);
+            let view = node.view();
+            let node_stop = CancellationToken::new();
+            let drain = CancellationToken::new();
+            let drained = CancellationToken::new();
+            tasks.spawn(node.run(node_stop.clone(), drain.clone(), drained.clone()));
+            cluster = Some((view, node_stop, drain, drained));
+            supervisor
+        }
+    };
     if let Some(store) = &store {
         tasks.spawn(crate::reload::watch(
             store.clone(),
@@ -71,6 +118,9 @@ pub async fn run_with_store(
             rtsp_tls,
             supervisor.clone(),
             rtsp_auth,
+            cluster
+                .as_ref()
+                .map(|(view, ..)| view.clone() as Arc<dyn crate::camera::remote::Locator>),
         )
         .await
         {
@@ -84,6 +134,9 @@ pub async fn run_with_store(
         }
     }
     let mut state = AppState::new(supervisor.clone(), listener_setup);
+    if let Some((view, ..)) = &cluster {
+        state = state.with_cluster(view.clone());
+    }
     if let Some(w) = &webrtc {
         state = state.with_webrtc(w.clone());
     }
@@ -98,7 +151,8 @@ pub async fn run_with_store(
         supervisor.clone(),
         shutdown.clone(),
     ));
-    let http_shutdown = shutdown.clone();
+    // HTTP serves (and redirects) while a node drains.
+    let http_shutdown = cameras_root.clone();
     tasks.spawn(async move {
         if let Err(e) = http::serve(listener, state, http_shutdown).await {
             tracing::error!(error = %e, "http listener failed");
@@ -110,6 +164,21 @@ pub async fn run_with_store(
     crate::service::started(&shutdown, move || drop(probe.cameras()));
 
     shutdown.cancelled().await;
+    if let Some((_, node_stop, drain, drained)) = &cluster {
+        tracing::info!("stopping: handing this node's cameras over to the others");
+        drain.cancel();
+        if tokio::time::timeout(DRAIN_LIMIT, drained.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "not every camera was handed over within {} s; stopping anyway (the others take them when this node's lease ends)",
+                DRAIN_LIMIT.as_secs()
+            );
+        }
+        node_stop.cancel();
+    }
+    cameras_root.cancel();
     tracing::info!("stopping: tearing down camera sessions");
     let all = async {
         supervisor.join().await;

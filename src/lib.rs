@@ -11,6 +11,7 @@
 pub mod aac;
 pub mod access;
 pub mod camera;
+pub mod cluster;
 pub mod codec_info;
 pub mod config;
 pub mod credentials;

@@ -95,11 +95,68 @@ impl Scrape {
 
 /// The exposition text for `cameras` and the process.
 pub fn render(cameras: &[CameraHandle]) -> String {
+    render_with(cameras, None)
+}
+
+/// What a node of a cluster reports of the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFigures {
+    /// Live nodes seen (this one included).
+    pub nodes: usize,
+    /// Cameras this node owns.
+    pub cameras_owned: usize,
+    /// etcd answers.
+    pub etcd_up: bool,
+    /// Handovers this node took part in, by reason.
+    pub handovers: Vec<(&'static str, u64)>,
+    /// Writes this node made to etcd.
+    pub etcd_writes: u64,
+}
+
+/// [`render`], with a cluster node's figures.
+pub fn render_with(cameras: &[CameraHandle], cluster: Option<&ClusterFigures>) -> String {
     let mut s = Scrape::new();
     for cam in cameras {
         camera(&mut s, cam);
     }
     process(&mut s, cameras.len());
+    if let Some(c) = cluster {
+        s.gauge(
+            "camgate_cluster_nodes",
+            "Nodes of the cluster this node sees alive (itself included).",
+            None,
+            &[],
+            c.nodes as f64,
+        );
+        s.gauge(
+            "camgate_cluster_cameras_owned",
+            "Cameras this node owns (pulls and republishes).",
+            None,
+            &[],
+            c.cameras_owned as f64,
+        );
+        s.gauge(
+            "camgate_cluster_etcd_up",
+            "1 while etcd answers this node, 0 while it does not (the node is degraded: its cameras keep playing, nothing moves).",
+            None,
+            &[],
+            if c.etcd_up { 1.0 } else { 0.0 },
+        );
+        for (reason, n) in &c.handovers {
+            s.counter(
+                "camgate_cluster_handovers_total",
+                "Cameras that changed owner with this node as the old or new owner, by reason (failover: the owner died; rebalance: a node joined; drain: the owner left).",
+                &[("reason", reason)],
+                *n,
+            );
+        }
+        s.counter(
+            "camgate_cluster_etcd_writes_total",
+            "Writes (puts, transactions, deletes) this node made to etcd.",
+            &[],
+            c.etcd_writes,
+        );
+    }
     s.render()
 }
 

@@ -79,6 +79,9 @@ pub struct ConfigStore {
     /// Called with the new file's configuration after each successful
     /// reload (e.g. to replace the HTTP credentials).
     hooks: Mutex<Vec<ReloadHook>>,
+    /// A node of a cluster: the cluster starts and stops cameras, a reload
+    /// only hands the new camera list to the hooks.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 /// A function [`ConfigStore::on_reload`] registered.
@@ -303,6 +306,7 @@ impl ConfigStore {
         let store = ConfigStore {
             change: tokio::sync::Mutex::new(()),
             hooks: Mutex::default(),
+            clustered: Default::default(),
             files: Mutex::new(Files {
                 path: Some(path.to_path_buf()),
                 seen: Some(text.clone()),
@@ -326,6 +330,7 @@ impl ConfigStore {
         ConfigStore {
             change: tokio::sync::Mutex::new(()),
             hooks: Mutex::default(),
+            clustered: Default::default(),
             files: Mutex::new(Files {
                 path: None,
                 text: String::new(),
@@ -365,6 +370,33 @@ impl ConfigStore {
         body: &serde_json::Value,
     ) -> Result<CameraHandle, ApiChangeError> {
         let _change = self.change.lock().await;
+        let (cfg, table) = self.check_camera(body, |id| supervisor.camera(id).is_some())?;
+        let id = cfg.id.clone();
+        let handle = supervisor.add(cfg).await?;
+        let saved = {
+            let mut files = self.files();
+            files.api.push(table);
+            self.save_state(&files)
+        };
+        if let Err(e) = saved {
+            let _ = supervisor.remove(&id).await;
+            self.files()
+                .api
+                .retain(|t| table_id(t) != Some(id.as_str()));
+            return Err(e);
+        }
+        tracing::info!(camera = %id, "camera added through the API");
+        Ok(handle)
+    }
+
+    /// Checks a camera given to the API (a JSON object in the schema of
+    /// one `[[camera]]` table) against the files; `taken` says whether an
+    /// id is already in use elsewhere (running, or in a cluster's list).
+    pub fn check_camera(
+        &self,
+        body: &serde_json::Value,
+        taken: impl Fn(&str) -> bool,
+    ) -> Result<(CameraConfig, toml::Table), ApiChangeError> {
         let table = match json_to_toml(body, "camera").map_err(ApiChangeError::Invalid)? {
             toml::Value::Table(t) => t,
             _ => return Err(ApiChangeError::Invalid(
@@ -377,7 +409,7 @@ impl ConfigStore {
             if let Some(id) = table_id(&table) {
                 let in_file = files.config.cameras.iter().any(|c| c.id == id);
                 let in_api = files.api.iter().any(|t| table_id(t) == Some(id));
-                if in_file || in_api || supervisor.camera(id).is_some() {
+                if in_file || in_api || taken(id) {
                     return Err(ApiChangeError::Duplicate(format!(
                         "a camera with id {id:?} already exists"
                     )));
@@ -397,22 +429,14 @@ impl ConfigStore {
                 .last()
                 .ok_or_else(|| ApiChangeError::Invalid("no camera in the body".into()))?
         };
-        let id = cfg.id.clone();
-        let handle = supervisor.add(cfg).await?;
-        let saved = {
-            let mut files = self.files();
-            files.api.push(table);
-            self.save_state(&files)
-        };
-        if let Err(e) = saved {
-            let _ = supervisor.remove(&id).await;
-            self.files()
-                .api
-                .retain(|t| table_id(t) != Some(id.as_str()));
-            return Err(e);
-        }
-        tracing::info!(camera = %id, "camera added through the API");
-        Ok(handle)
+        Ok((cfg, table))
+    }
+
+    /// As a node of a cluster: reloads give the hooks the new camera list
+    /// and leave starting and stopping cameras to the cluster.
+    pub fn set_clustered(&self) {
+        self.clustered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops camera `id`; an API camera is also removed from the state
@@ -515,14 +539,15 @@ impl ConfigStore {
             }
         }
         let mut summary = ReloadSummary::default();
-        for cam in &old.cameras {
+        let clustered = self.clustered.load(std::sync::atomic::Ordering::Relaxed);
+        for cam in old.cameras.iter().filter(|_| !clustered) {
             if !main.cameras.iter().any(|c| c.id == cam.id)
                 && supervisor.remove(&cam.id).await.is_ok()
             {
                 summary.removed.push(cam.id.clone());
             }
         }
-        for cam in &main.cameras {
+        for cam in main.cameras.iter().filter(|_| !clustered) {
             let before = old.cameras.iter().find(|c| c.id == cam.id);
             let running = supervisor.camera(&cam.id);
             let started = match (before, running) {

@@ -39,6 +39,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("probe", 5),
     // Applying configuration changes to the running cameras.
     ("reload", 6),
+    // Gateways sharing cameras through etcd.
+    ("cluster", 6),
     // HTTP: the API, WHEP, pages, metrics and health routes.
     ("http", 7),
     // Wiring everything together.

@@ -12,6 +12,7 @@ pub mod hub;
 mod ingest;
 mod media;
 mod params;
+pub mod remote;
 pub mod session;
 mod setup;
 pub mod stats;

@@ -53,10 +53,13 @@ pub struct ClusterConfig {
     /// This node's name: `CAMGATE_NODE_ID`, else `node_id`, else the host
     /// name.
     pub node_id: String,
-    /// Where clients and other nodes reach this node's HTTP listener.
+    /// Where clients and other nodes reach this node's HTTP listener:
+    /// `CAMGATE_ADVERTISE_URL`, else `advertise_url`, else `[server]
+    /// listen` when it names an address.
     pub advertise_url: Url,
     /// Where RTSP clients reach this node's RTSP server (none when it is
-    /// off).
+    /// off): `CAMGATE_ADVERTISE_RTSP`, else `advertise_rtsp`, else
+    /// `[rtsp_server] listen` when it names an address.
     pub advertise_rtsp: Option<Url>,
     /// The node's etcd lease: a dead node's cameras move after this long.
     /// Default 3 s.
@@ -190,30 +193,54 @@ pub(super) fn cluster(
                 )
             })
     };
-    let advertise_url = match &raw.advertise_url {
-        Some(v) => url_field(v, "advertise_url", &["http", "https"])?,
-        None => reachable(listen, if https { "https" } else { "http" }).ok_or_else(|| {
+    // The environment over the file, as for the node id: in Kubernetes,
+    // `CAMGATE_ADVERTISE_URL=http://$(POD_IP):8080` from the downward API.
+    let env_url = |name: &str, schemes: &[&str]| -> Result<Option<Url>, ConfigError> {
+        match env(name)
+            .and_then(|s| s.into_string().ok())
+            .filter(|s| !s.is_empty())
+        {
+            None => Ok(None),
+            Some(v) => Url::parse(&v)
+                .ok()
+                .filter(|u| schemes.contains(&u.scheme()) && u.host().is_some())
+                .map(Some)
+                .ok_or_else(|| ConfigError::Invalid {
+                    file: src.file.to_owned(),
+                    line: 0,
+                    message: format!(
+                        "{name}={v:?} is not a {} URL with a host",
+                        schemes.join(" or ")
+                    ),
+                }),
+        }
+    };
+    let advertise_url = match (env_url("CAMGATE_ADVERTISE_URL", &["http", "https"])?, &raw.advertise_url) {
+        (Some(u), _) => u,
+        (None, Some(v)) => url_field(v, "advertise_url", &["http", "https"])?,
+        (None, None) => reachable(listen, if https { "https" } else { "http" }).ok_or_else(|| {
             ConfigError::Invalid {
                 file: src.file.to_owned(),
                 line: 0,
                 message: format!(
-                    "[cluster] field `advertise_url`: missing, and [server] listen = {listen} names no address other nodes can use; set advertise_url (e.g. \"http://10.0.0.5:{}\")",
+                    "[cluster] field `advertise_url`: missing, and [server] listen = {listen} names no address other nodes can use; set advertise_url (e.g. \"http://10.0.0.5:{}\") or CAMGATE_ADVERTISE_URL",
                     listen.port()
                 ),
             }
         })?,
     };
-    let advertise_rtsp = match (&raw.advertise_rtsp, rtsp) {
-        (Some(v), _) => Some(url_field(v, "advertise_rtsp", &["rtsp", "rtsps"])?),
-        (None, Some(addr)) => Some(reachable(addr, "rtsp").ok_or_else(|| ConfigError::Invalid {
+    let advertise_rtsp = match (env_url("CAMGATE_ADVERTISE_RTSP", &["rtsp", "rtsps"])?, &raw.advertise_rtsp, rtsp) {
+        (Some(u), _, _) => Some(u),
+        (None, Some(v), _) => Some(url_field(v, "advertise_rtsp", &["rtsp", "rtsps"])?),
+        (None, None, Some(addr)) => Some(reachable(addr, "rtsp").ok_or_else(|| ConfigError::Invalid {
             file: src.file.to_owned(),
             line: 0,
             message: format!(
-                "[cluster] field `advertise_rtsp`: missing, and [rtsp_server] listen = {addr} names no address clients can use; set advertise_rtsp (e.g. \"rtsp://10.0.0.5:{}\")",
+                "[cluster] field `advertise_rtsp`: missing, and [rtsp_server] listen = {addr} names no address clients can use; set advertise_rtsp (e.g. \"rtsp://10.0.0.5:{}\") or CAMGATE_ADVERTISE_RTSP",
                 addr.port()
             ),
         })?),
-        (None, None) => None,
+        (None, None, None) => None,
     };
     let lease_ttl = match &raw.lease_ttl {
         Some(v) => {

@@ -134,6 +134,19 @@ impl OutStream {
     }
 }
 
+/// The SSRC of track `track` of camera `camera` sent to `destination`:
+/// derived from them (FNV-1a), so that every node of a cluster uses the
+/// same one.
+fn stable_ssrc(camera: &str, destination: &SocketAddr, track: u8) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let text = format!("{camera}\u{0}{destination}\u{0}{track}");
+    for b in text.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
 /// Sends a camera's media to one destination until cancelled.
 pub async fn run_rtp_out(
     out: RtpOut,
@@ -154,10 +167,18 @@ pub async fn run_rtp_out(
     };
     let video_dest = out.destination;
     let audio_dest = SocketAddr::new(out.destination.ip(), out.destination.port().wrapping_add(2));
-    let mut rx = hub.subscribe();
+    // An output that starts while the camera plays (a camera taken over
+    // from another node of a cluster, an output added later) begins with
+    // the pictures since the last keyframe, not a GOP later.
+    let (gop, mut rx) = hub.subscribe_with_gop();
+    let mut pending: std::collections::VecDeque<MediaEvent> =
+        gop.into_iter().map(MediaEvent::Video).collect();
     let mut info_rx = hub.watch_info();
     let mut packetizer = VideoPacketizer::new(payload_size);
     let mut video = OutStream::new(90_000);
+    // The same SSRCs for the same camera and destination, whichever node
+    // of a cluster sends (receivers keep one stream when a camera moves).
+    video.ssrc = stable_ssrc(&session.camera, &out.destination, 0);
     let mut audio: Option<(OutStream, AudioInfo)> = None;
     let mut payloads: Vec<Payload> = Vec::with_capacity(64);
     let mut buf = Vec::with_capacity(payload_size + 12);
@@ -167,9 +188,12 @@ pub async fn run_rtp_out(
     session.set_state("waiting_keyframe");
     tracing::info!(destination = %video_dest, "rtp output started");
     loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => break,
-            ev = rx.recv() => ev,
+        let event = match pending.pop_front() {
+            Some(ev) => Ok(ev),
+            None => tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = rx.recv() => ev,
+            },
         };
         match event {
             Ok(MediaEvent::Video(frame)) => {
@@ -217,7 +241,13 @@ pub async fn run_rtp_out(
                 let Some(info) = info else { continue };
                 if audio.as_ref().is_none_or(|(_, current)| *current != info) {
                     // A new or changed audio stream starts a new RTP stream.
-                    audio = Some((OutStream::new(info.clock_rate), info));
+                    let mut stream = OutStream::new(info.clock_rate);
+                    let name = format!(
+                        "{}\u{0}{}/{}",
+                        session.camera, info.encoding, info.clock_rate
+                    );
+                    stream.ssrc = stable_ssrc(&name, &out.destination, 1);
+                    audio = Some((stream, info));
                 }
                 let (stream, info) = audio.as_mut().expect("audio is set just above");
                 let pt = out_audio_payload_type(info);

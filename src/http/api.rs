@@ -54,6 +54,9 @@ struct CameraView {
     rtp_consumers: usize,
     /// Clients of the RTSP server.
     rtsp_clients: usize,
+    /// The node that plays the camera (in a cluster only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
@@ -73,6 +76,31 @@ fn view(st: &AppState, cam: &CameraHandle) -> CameraView {
         viewers: cam.consumers.count(ConsumerKind::Viewer),
         rtp_consumers: cam.consumers.count(ConsumerKind::Rtp),
         rtsp_clients: cam.consumers.count(ConsumerKind::Rtsp),
+        owner: st.cluster.as_ref().map(|c| c.node_id().to_string()),
+    }
+}
+
+/// A camera of the cluster this node does not play: what its owner
+/// published (no counters: ask the owner).
+fn remote_view(r: crate::cluster::RemoteCamera) -> CameraView {
+    let cfg = &r.camera.config;
+    CameraView {
+        id: cfg.id.clone(),
+        url: redact_url(cfg.url.as_str()),
+        enabled: cfg.enabled,
+        on_demand: cfg.on_demand,
+        source: if r.camera.from_api { "api" } else { "file" },
+        status: r
+            .summary
+            .as_ref()
+            .map(|s| s.to_status())
+            .unwrap_or_else(|| CameraStatus::new(crate::camera::CameraState::Connecting)),
+        stats: StatsSnapshot::default(),
+        consumers: 0,
+        viewers: 0,
+        rtp_consumers: 0,
+        rtsp_clients: 0,
+        owner: r.owner,
     }
 }
 
@@ -109,6 +137,29 @@ async fn list_cameras(
 ) -> Response {
     let cameras = st.supervisor.cameras();
     let visible = |c: &&CameraHandle| principal.as_ref().is_none_or(|p| p.may_watch(&c.config.id));
+    if let Some(cluster) = &st.cluster {
+        // Every camera of the cluster: the ones played here, then the
+        // others as their owners published them.
+        let mut all: Vec<CameraView> = cameras
+            .iter()
+            .filter(visible)
+            .filter(|c| cluster.owns(&c.config.id))
+            .map(|c| view(&st, c))
+            .collect();
+        all.extend(
+            cluster
+                .remote_cameras()
+                .into_iter()
+                .filter(|r| {
+                    principal
+                        .as_ref()
+                        .is_none_or(|p| p.may_watch(&r.camera.config.id))
+                })
+                .map(remote_view),
+        );
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        return Json(all).into_response();
+    }
     Json(
         cameras
             .iter()
@@ -121,6 +172,19 @@ async fn list_cameras(
 
 /// `GET /api/v1/cameras/{id}`.
 async fn get_camera(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(cluster) = &st.cluster {
+        // Another node's camera was redirected before this; here are
+        // cameras played here, and ones nobody plays now.
+        if !cluster.owns(&id) {
+            if let Some(r) = cluster
+                .remote_cameras()
+                .into_iter()
+                .find(|r| r.camera.config.id == id)
+            {
+                return Json(remote_view(r)).into_response();
+            }
+        }
+    }
     match st.supervisor.camera(&id) {
         Some(cam) => Json(view(&st, &cam)).into_response(),
         None => no_camera(&id),
@@ -140,6 +204,33 @@ async fn add_camera(State(st): State<AppState>, body: Bytes) -> Response {
             )
         }
     };
+    if let Some(cluster) = &st.cluster {
+        // Stored in etcd: every node lists it, its owner plays it.
+        let checked = store(&st).check_camera(&body, |id| cluster.camera(id).is_some());
+        let (cfg, _) = match checked {
+            Ok(c) => c,
+            Err(e) => return change_error(e),
+        };
+        if let Err(e) = cluster.put_api_camera(&cfg.id, &body).await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
+        tracing::info!(camera = %cfg.id, "camera added through the API (cluster)");
+        let location = format!("/api/v1/cameras/{}", cfg.id);
+        let view = remote_view(crate::cluster::RemoteCamera {
+            camera: crate::cluster::ClusterCamera {
+                config: cfg,
+                from_api: true,
+            },
+            owner: None,
+            summary: None,
+        });
+        return (
+            StatusCode::CREATED,
+            [(header::LOCATION, location)],
+            Json(view),
+        )
+            .into_response();
+    }
     match store(&st).add_camera(&st.supervisor, &body).await {
         Ok(cam) => {
             let location = format!("/api/v1/cameras/{}", cam.config.id);
@@ -157,6 +248,21 @@ async fn add_camera(State(st): State<AppState>, body: Bytes) -> Response {
 /// `DELETE /api/v1/cameras/{id}`: stops the camera (TEARDOWN, its RTP
 /// outputs and viewers end). 204.
 async fn remove_camera(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    if let Some(cluster) = &st.cluster {
+        return match cluster.camera(&id) {
+            None => no_camera(&id),
+            Some(c) if !c.from_api => error(
+                StatusCode::CONFLICT,
+                format!(
+                    "camera {id:?} comes from cameras.toml, which every node reads: remove it from the file on every node"
+                ),
+            ),
+            Some(_) => match cluster.delete_api_camera(&id).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+            },
+        };
+    }
     match store(&st).remove_camera(&st.supervisor, &id).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => change_error(e),

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
-use crate::metrics::{process_start, render};
+use crate::metrics::{process_start, render_with, ClusterFigures};
 
 /// The metrics route.
 pub fn routes() -> Router<AppState> {
@@ -18,7 +18,19 @@ pub fn routes() -> Router<AppState> {
 
 /// `GET /metrics`.
 async fn scrape(State(st): State<AppState>) -> Response {
-    let text = render(&st.supervisor.cameras());
+    let mut cameras = st.supervisor.cameras();
+    let figures = st.cluster.as_ref().map(|c| {
+        // A camera warming up here before a handover is its owner's.
+        cameras.retain(|cam| c.owns(&cam.config.id));
+        ClusterFigures {
+            nodes: c.nodes().len(),
+            cameras_owned: c.owned(),
+            etcd_up: c.etcd_up(),
+            handovers: c.handovers(),
+            etcd_writes: c.writes(),
+        }
+    });
+    let text = render_with(&cameras, figures.as_ref());
     (
         [(
             header::CONTENT_TYPE,

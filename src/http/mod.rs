@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+mod cluster;
 mod health;
 mod listener;
 mod metrics;
@@ -55,6 +56,8 @@ pub struct AppState {
     /// The configuration files, when the cameras come from one (API
     /// additions are validated against it and saved beside it).
     pub store: Option<Arc<crate::reload::ConfigStore>>,
+    /// The cluster, when this gateway is a node of one.
+    pub cluster: Option<Arc<crate::cluster::ClusterView>>,
 }
 
 impl AppState {
@@ -68,7 +71,14 @@ impl AppState {
             webrtc: None,
             health: Arc::default(),
             store: None,
+            cluster: None,
         }
+    }
+
+    /// As a node of a cluster.
+    pub fn with_cluster(mut self, view: Arc<crate::cluster::ClusterView>) -> AppState {
+        self.cluster = Some(view);
+        self
     }
 
     /// With the configuration files the cameras come from.
@@ -158,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(whep::routes())
+        .merge(cluster::routes())
         .merge(pages::routes());
     // Every route is merged above: the layers below apply to those only.
     protect(routes, state)
@@ -168,6 +179,11 @@ pub fn router(state: AppState) -> Router {
 fn protect(routes: Router<AppState>, state: AppState) -> Router {
     let limits = state.listener.limits.clone();
     routes
+        // Inside access control: a stranger learns nothing of the cluster.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::redirect_to_owner,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), access))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))

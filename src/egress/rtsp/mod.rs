@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     connections: Mutex<HashMap<IpAddr, usize>>,
     /// Local UDP ports in use (the even port of each pair).
     udp_ports: Mutex<std::collections::HashSet<u16>>,
+    /// Where cameras that another node of a cluster plays are.
+    locator: Option<Arc<dyn crate::camera::remote::Locator>>,
 }
 
 impl Shared {
@@ -142,6 +144,7 @@ impl RtspServer {
         tls: Option<tokio_rustls::TlsAcceptor>,
         supervisor: Arc<Supervisor>,
         auth: Arc<Auth>,
+        locator: Option<Arc<dyn crate::camera::remote::Locator>>,
     ) -> std::io::Result<RtspServer> {
         let tcp = TcpListener::bind(config.listen).await?;
         let tls = match (config.rtsps_listen, tls) {
@@ -167,6 +170,7 @@ impl RtspServer {
                 ),
                 connections: Mutex::default(),
                 udp_ports: Mutex::default(),
+                locator,
             }),
         })
     }

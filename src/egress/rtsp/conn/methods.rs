@@ -105,6 +105,32 @@ impl Connection {
         // Authorized before the camera is looked up, so that strangers
         // cannot list camera ids by probing.
         self.authorize(req, &target.camera).await?;
+        // A camera another node of the cluster plays: the client goes
+        // there (RFC 2326 11.3.3; the node may be warming it up here).
+        if let Some(owner) = self
+            .shared
+            .locator
+            .as_ref()
+            .and_then(|l| l.remote_owner(&target.camera))
+        {
+            if let Some(base) = &owner.rtsp {
+                let location = format!(
+                    "{}/{}",
+                    base.as_str().trim_end_matches('/'),
+                    percent_encoding::utf8_percent_encode(
+                        &target.camera,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                );
+                return Err(Answer::new(302).header("Location", location).header(
+                    "X-Reason",
+                    format!(
+                        "camera {:?} is played by node {:?}",
+                        target.camera, owner.node
+                    ),
+                ));
+            }
+        }
         match self.shared.supervisor.camera(&target.camera) {
             Some(cam) => Ok((target, cam)),
             None => Err(Answer::new(404)
