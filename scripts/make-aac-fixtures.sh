@@ -32,3 +32,53 @@ src="audiotestsrc wave=sine freq=1000 volume=0.5 samplesperbuffer=960 num-buffer
 "$gst" -q audiotestsrc wave=sine freq=440 volume=0.5 samplesperbuffer=882 num-buffers=100 \
     ! audio/x-raw,format=S16LE,rate=44100,channels=2 ! voaacenc bitrate=96000 ! aacparse \
     ! audio/mpeg,stream-format=adts ! filesink location="$dir/sine440_44k1_stereo.aac"
+
+# Seeds of the aac_depacketizer fuzz target (fuzz/src/aac_depacketizer.rs):
+# the RTP packets above as its records.
+/usr/bin/python3 - "$dir" "$root/fuzz/corpus/aac_depacketizer" <<'PY'
+import os, struct, sys
+
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+
+
+def packets(name, limit):
+    data = open(os.path.join(src, name), "rb").read()
+    i, pkts = 0, []
+    while i + 2 <= len(data) and len(pkts) < limit:
+        (n,) = struct.unpack(">H", data[i : i + 2])
+        p = data[i + 2 : i + 2 + n]
+        i += 2 + n
+        cc = p[0] & 15
+        pkts.append((p[1] >> 7, struct.unpack(">I", p[4:8])[0], p[12 + 4 * cc :]))
+    return pkts
+
+
+def records(pkts, lose=()):
+    body, last = b"", None
+    for n, (marker, ts, payload) in enumerate(pkts):
+        step = 0 if last is None or ts == last else 1
+        last = ts
+        control = marker | (step << 1) | (8 if n in lose else 0)
+        body += bytes([control]) + struct.pack(">H", len(payload)) + payload
+    return body
+
+
+def write(name, data):
+    open(os.path.join(out, name), "wb").write(data)
+
+
+mp4g, mp4a = packets("mp4g_48k_mono.rtp", 40), packets("mp4a_48k_mono.rtp", 40)
+write("seed-mp4g", bytes([0]) + records(mp4g))
+write("seed-mp4g-loss", bytes([0]) + records(mp4g[:7] + mp4g[8:], lose={7, 15}))
+write("seed-mp4a", bytes([4]) + records(mp4a))
+config = bytes.fromhex("40002310")
+write("seed-mp4a-config", bytes([0x84, 0]) + struct.pack(">H", len(config)) + config + records(mp4a[:12]))
+# In band: useSameStreamMux=0, the 44-bit StreamMuxConfig of 400023103fc0,
+# then a 2-byte payload, not byte-aligned.
+bits = "0" + "".join(f"{b:08b}" for b in bytes.fromhex("400023103fc0"))[:44]
+bits += "".join(f"{b:08b}" for b in b"\x02hi")
+bits += "0" * (-len(bits) % 8)
+inband = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+write("seed-latm-inband", bytes([5]) + records([(1, 0, inband), (1, 1024, b"\x80\x80")]))
+PY

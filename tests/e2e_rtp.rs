@@ -131,6 +131,77 @@ fn gstreamer_to_ffmpeg(transport: &str) {
     );
 }
 
+/// A GStreamer camera sending AAC (`--audio aac`: RFC 3640 mpeg4-generic;
+/// `--audio latm`: RFC 6416 MP4A-LATM): the RTP output carries the
+/// camera's AAC unchanged, with its fmtp in the SDP, and ffmpeg decodes it.
+fn gstreamer_aac_to_ffmpeg(audio: &str, encoding: &str) {
+    require_tool("ffmpeg");
+    let dir = temp_dir();
+    let (http, gst_port, rtp) = (free_tcp_port(), free_tcp_port(), free_rtp_port());
+    let args = ["--audio", audio];
+    let mut gst = spawn_gst_server_with(dir.path(), gst_port, "viewer", "s3cr3t-pw", &args);
+    let toml = one_camera(
+        http,
+        &format!("rtsp://viewer:s3cr3t-pw@127.0.0.1:{gst_port}/test"),
+        "tcp",
+        rtp,
+        "",
+    );
+    let gw = spawn_gateway(dir.path(), &toml, http);
+    let status = wait_state(http, "cam", "playing", Duration::from_secs(20));
+    assert_eq!(status["audio"], format!("{encoding}/48000"), "{status}");
+    let (code, sdp) = http_get(http, "/cameras/cam.sdp");
+    assert_eq!(code, 200);
+    let config = match audio {
+        "aac" => "config=1188",
+        _ => "config=40002310",
+    };
+    assert!(
+        sdp.contains(&format!("a=rtpmap:97 {encoding}/48000")) && sdp.contains(config),
+        "{sdp}"
+    );
+
+    gst.terminate(Duration::from_secs(2));
+    wait_for(Duration::from_secs(10), || {
+        camera_json(http, "cam")["state"] != "playing"
+    });
+    let ffmpeg = spawn_ffmpeg_decode(
+        &format!("http://127.0.0.1:{http}/cameras/cam.sdp"),
+        6,
+        &["-protocol_whitelist", "file,http,udp,rtp,tcp"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _gst = spawn_gst_server_with(dir.path(), gst_port, "viewer", "s3cr3t-pw", &args);
+    let decoded = wait_decode(ffmpeg, Duration::from_secs(60));
+    assert!(
+        decoded.errors.is_empty(),
+        "ffmpeg decoder errors: {:#?}\n{}",
+        decoded.errors,
+        gw.log_text()
+    );
+    // 6 s of 1024-sample AAC frames at 48 kHz is 281.
+    assert!(
+        decoded.audio_frames >= 250,
+        "decoded only {} AAC frames",
+        decoded.audio_frames
+    );
+    assert!(
+        decoded.video_frames >= 140,
+        "{} video frames",
+        decoded.video_frames
+    );
+}
+
+#[test]
+fn gstreamer_aac_hbr_passes_through_to_rtp() {
+    gstreamer_aac_to_ffmpeg("aac", "MPEG4-GENERIC");
+}
+
+#[test]
+fn gstreamer_aac_latm_passes_through_to_rtp() {
+    gstreamer_aac_to_ffmpeg("latm", "MP4A-LATM");
+}
+
 #[test]
 fn gstreamer_digest_over_tcp_to_rtp_decodes_cleanly() {
     gstreamer_to_ffmpeg("tcp");

@@ -7,6 +7,7 @@
 //! through the same code on the stable toolchain: what a fuzzer once found
 //! stays a regression test.
 
+pub mod aac_depacketizer;
 pub mod config;
 pub mod h264_analyzer;
 pub mod h264_depacketizer;
@@ -27,6 +28,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its binary and corpus directory.
 pub const TARGETS: &[(&str, Target)] = &[
+    ("aac_depacketizer", aac_depacketizer::run),
     ("config", config::run),
     ("h264_analyzer", h264_analyzer::run),
     ("h264_depacketizer", h264_depacketizer::run),
