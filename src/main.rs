@@ -121,6 +121,11 @@ enum Command {
         /// overrides it.
         #[arg(long, value_enum, default_value_t = SimCodec::H264)]
         codec: SimCodec,
+        /// Also serve `GET /sessions` here (HTTP): the live RTSP sessions
+        /// of each camera as JSON, `{"NAME": count}`; a camera without
+        /// one is absent. For tests.
+        #[arg(long)]
+        status_listen: Option<SocketAddr>,
     },
     /// Print an Argon2id hash of a password, for `[[auth.user]]
     /// password_hash`. The password is read from standard input (asked
@@ -291,6 +296,7 @@ async fn sim(command: Command) -> ExitCode {
         sprop_only,
         no_honour_pli,
         codec,
+        status_listen,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -334,11 +340,29 @@ async fn sim(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let status = match status_listen {
+        Some(at) => {
+            match camgate::sim::status::StatusServer::bind(at, server.live_sessions()).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("camgate sim: cannot listen on {at} (--status-listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => None,
+    };
     let addr = server.local_addr();
     println!("simulated cameras at rtsp://{addr}/NAME (any NAME); Ctrl-C stops");
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    server.run(shutdown).await;
+    match status {
+        Some(status) => {
+            println!("live sessions at http://{}/sessions", status.local_addr());
+            tokio::join!(server.run(shutdown.clone()), status.run(shutdown));
+        }
+        None => server.run(shutdown).await,
+    }
     ExitCode::SUCCESS
 }
 

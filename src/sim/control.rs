@@ -1,9 +1,9 @@
 //! Handles on a running sim from outside its sessions: the keyframe trigger
-//! (what ONVIF `SetSynchronizationPoint` calls) and the counters of injected
+//! (what ONVIF `SetSynchronizationPoint` calls), the counters of injected
 //! faults (and of sessions by transport), so tests compare what camgate
-//! detected with what was injected.
+//! detected with what was injected, and the live sessions of each camera.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -165,6 +165,15 @@ impl Registry {
         }
     }
 
+    /// How many live sessions each camera has; a camera without one is
+    /// absent.
+    fn counts(&self) -> BTreeMap<String, usize> {
+        let map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|(camera, sessions)| (camera.clone(), sessions.len()))
+            .collect()
+    }
+
     /// Flags every live session of `camera`; returns how many there were.
     fn request(&self, camera: &str) -> usize {
         let map = self.by_camera.lock().unwrap_or_else(|e| e.into_inner());
@@ -228,6 +237,27 @@ impl KeyframeTrigger {
     }
 }
 
+/// Counts the live sessions of each camera (set up, playing or paused, over
+/// TCP or UDP), for `camgate sim --status-listen` and tests. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct LiveSessions {
+    /// The server's session registry.
+    registry: Arc<Registry>,
+}
+
+impl LiveSessions {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        LiveSessions { registry }
+    }
+
+    /// Live sessions by camera name (the URL path without its leading `/`
+    /// and query), now; a camera with none is absent.
+    pub fn snapshot(&self) -> BTreeMap<String, usize> {
+        self.registry.counts()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +277,22 @@ mod tests {
         trigger.request("cam");
         drop(b);
         assert!(reg.by_camera.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn live_sessions_count_registrations_by_camera() {
+        let reg = Arc::new(Registry::default());
+        let live = LiveSessions::new(reg.clone());
+        assert!(live.snapshot().is_empty());
+        let a = reg.register("cam");
+        let b = reg.register("cam");
+        let c = reg.register("yard");
+        let expected: BTreeMap<String, usize> = [("cam".into(), 2), ("yard".into(), 1)].into();
+        assert_eq!(live.snapshot(), expected);
+        drop(a);
+        drop(c);
+        assert_eq!(live.snapshot(), BTreeMap::from([("cam".to_owned(), 1)]));
+        drop(b);
+        assert!(live.snapshot().is_empty());
     }
 }

@@ -10,6 +10,7 @@ mod conn;
 mod control;
 mod describe;
 mod inject;
+pub mod status;
 mod stream;
 mod udp;
 
@@ -29,7 +30,7 @@ use tracing::{debug, warn};
 use crate::camera::codec::VideoCodec;
 
 pub use clip::{clip_info, clip_info_of, ClipInfo};
-pub use control::{FaultCounts, FaultStats, KeyframeTrigger};
+pub use control::{FaultCounts, FaultStats, KeyframeTrigger, LiveSessions};
 pub use faults::Faults;
 
 /// Settings of a sim server.
@@ -171,6 +172,12 @@ impl SimServer {
     /// valid before and during [`SimServer::run`].
     pub fn keyframe_trigger(&self) -> KeyframeTrigger {
         KeyframeTrigger::new(self.registry.clone())
+    }
+
+    /// The live sessions of each camera of this server; a shared handle,
+    /// valid before, during and after [`SimServer::run`].
+    pub fn live_sessions(&self) -> LiveSessions {
+        LiveSessions::new(self.registry.clone())
     }
 
     /// The counters of faults injected by this server's sessions; a shared
