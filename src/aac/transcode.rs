@@ -46,10 +46,12 @@ const MAX_FILL: i64 = 24_000;
 /// Largest Opus packet written (RFC 7587 allows more; 20 ms at our bit
 /// rates is a few hundred bytes).
 const MAX_OPUS_PACKET: usize = 1500;
-/// Opus encoder complexity (0-10). 5 costs about half of 10's CPU with
-/// no audible difference at these bit rates on camera audio (see
-/// benches/audio.rs).
-const COMPLEXITY: i32 = 5;
+/// Opus encoder complexity (0-10). Measured on this project's 2-core
+/// machine, 20 ms frames of 48 kHz mono at 32 kbit/s: 10 costs about 2 %
+/// of a core, 5 about 0.35 %, 3 about 0.25 %; 3 keeps a camera's whole
+/// AAC-to-Opus path under 0.5 % (benches/audio.rs), and at these bit rates
+/// it sounds no different on camera audio.
+const COMPLEXITY: i32 = 3;
 
 /// One Opus frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +171,10 @@ impl Transcoder {
             1 => opus::Channels::Mono,
             _ => opus::Channels::Stereo,
         };
-        let mut encoder = opus::Encoder::new(enc_rate, opus_channels, opus::Application::Audio)
+        // Restricted low delay: CELT only, whose cost does not depend on
+        // the content (speech would make the default mode run SILK as
+        // well) and whose look-ahead is 2.5 ms instead of 6.5 ms.
+        let mut encoder = opus::Encoder::new(enc_rate, opus_channels, opus::Application::LowDelay)
             .map_err(|e| AacError::Unsupported(format!("Opus encoder: {e}")))?;
         let bitrate = 32_000 * channels as i32;
         encoder
