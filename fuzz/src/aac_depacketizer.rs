@@ -87,8 +87,11 @@ pub fn run(data: &[u8]) {
     }
 }
 
+/// A record's control byte and payload.
+type Record<'a> = (u8, &'a [u8]);
+
 /// The next `[control][length][payload]` record and what follows it.
-fn record(data: &[u8]) -> Option<((u8, &[u8]), &[u8])> {
+fn record(data: &[u8]) -> Option<(Record<'_>, &[u8])> {
     let [control, hi, lo, tail @ ..] = data else {
         return None;
     };
