@@ -412,6 +412,6 @@ fn the_checker_sees_wrong_imports() {
     assert_eq!(io.len(), 1, "{io:?}");
     let unsafe_code = check_file(Path::new("camera/x.rs"), "fn f() { unsafe { g() } }");
     assert_eq!(unsafe_code.len(), 1, "{unsafe_code:?}");
-    let unknown = check_file(Path::new("cluster/mod.rs"), "");
+    let unknown = check_file(Path::new("plugins/mod.rs"), "");
     assert_eq!(unknown.len(), 1, "{unknown:?}");
 }

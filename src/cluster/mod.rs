@@ -185,7 +185,7 @@ struct ViewState {
     nodes: BTreeMap<String, NodeRecord>,
     owners: HashMap<String, String>,
     states: HashMap<String, BTreeMap<String, CameraSummary>>,
-    cameras: BTreeMap<String, ClusterCamera>,
+    cameras: std::sync::Arc<BTreeMap<String, ClusterCamera>>,
 }
 
 impl ClusterView {
@@ -235,6 +235,11 @@ impl ClusterView {
             .owners
             .get(camera)
             .is_some_and(|o| *o == self.me)
+    }
+
+    /// Every camera's owner, as etcd says.
+    pub fn owners(&self) -> HashMap<String, String> {
+        self.read().owners.clone()
     }
 
     /// Cameras this node owns.

@@ -25,6 +25,8 @@ pub const HANDOVER_REASONS: [&str; 3] = ["failover", "rebalance", "drain"];
 
 /// How often the node reconciles without news.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+/// Cameras claimed in one transaction (etcd allows 128 operations).
+const CLAIM_BATCH: usize = 100;
 /// How often the node's camera states may be written.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Turns API camera bodies (stored in etcd) into cameras.
@@ -53,6 +55,22 @@ struct Known {
     api_cameras: BTreeMap<String, serde_json::Value>,
     /// The owner a camera had before its owner key went.
     last_owner: HashMap<String, String>,
+    /// Something changed since the view was last published.
+    changed: bool,
+    /// The camera list must be built again (API cameras or the file
+    /// changed).
+    cameras_dirty: bool,
+    /// The camera list, built when it changes.
+    cameras: Arc<BTreeMap<String, ClusterCamera>>,
+    /// The nodes the placement was computed for, and the placement.
+    placed_for: Option<Vec<Candidate>>,
+    desired: BTreeMap<String, String>,
+    /// The cameras placement gives this node.
+    desired_here: Vec<String>,
+    /// The cameras this node owns (kept with `owners`).
+    owned_here: HashSet<String>,
+    /// When the view was last published.
+    published_at: Option<Instant>,
 }
 
 /// Why the connected phase ended.
@@ -95,35 +113,7 @@ impl ClusterNode {
     }
 
     async fn connect(&self) -> Result<Client, String> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(3))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-        if let Some((user, password)) = &self.cfg.credentials {
-            opts = opts.with_user(user.clone(), password.expose().to_string());
-        }
-        if let Some(tls) = &self.cfg.tls {
-            let mut t = etcd_client::TlsOptions::new();
-            if let Some(ca) = &tls.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-                t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
-            }
-            if let Some((cert, key)) = &tls.identity {
-                let c = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
-                let k = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
-                t = t.identity(etcd_client::Identity::from_pem(c, k));
-            }
-            opts = opts.with_tls(t);
-        }
-        let endpoints: Vec<String> = self
-            .cfg
-            .etcd
-            .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect();
-        Client::connect(endpoints, Some(opts))
-            .await
-            .map_err(|e| e.to_string())
+        connect(&self.cfg).await
     }
 
     fn record(&self, draining: bool) -> NodeRecord {
@@ -183,8 +173,9 @@ impl ClusterNode {
                     backoff = Duration::from_millis(200);
                 }
                 End::Lost(e) => {
+                    tracing::debug!(node = %self.cfg.node_id, error = %e, "cluster: etcd phase ended");
                     if !logged_down {
-                        tracing::error!(error = %e, "cluster: etcd unreachable: cameras keep playing where they are; nothing moves until it is back");
+                        tracing::error!(node = %self.cfg.node_id, error = %e, "cluster: etcd unreachable: cameras keep playing where they are; nothing moves until it is back");
                         logged_down = true;
                     }
                     tokio::select! {
@@ -219,7 +210,7 @@ impl ClusterNode {
     ) -> End {
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         // The lease: the one we had, if etcd still keeps it.
-        let (mut keeper, mut keep_stream) = loop {
+        let (keeper, keep_stream) = loop {
             let id = match *lease {
                 Some(id) => id,
                 None => match client.lease_grant(ttl, None).await {
@@ -243,6 +234,10 @@ impl ClusterNode {
                     if lease.take().is_none() {
                         return End::Lost("a new lease expired at once".into());
                     }
+                }
+                // etcd refuses the old lease (it expired): take a new one.
+                Ok(Err(_)) if lease.is_some() => {
+                    lease.take();
                 }
                 Ok(Err(e)) => return End::Lost(e.to_string()),
                 Err(_) => return End::Lost("no keep-alive answer".into()),
@@ -272,7 +267,10 @@ impl ClusterNode {
             Err(e) => return End::Lost(e.to_string()),
         };
         let revision = snapshot.header().map(|h| h.revision()).unwrap_or(0);
-        let mut known = Known::default();
+        let mut known = Known {
+            cameras_dirty: true,
+            ..Known::default()
+        };
         for kv in snapshot.kvs() {
             self.apply(&mut known, kv.key(), Some(kv.value()));
         }
@@ -293,12 +291,44 @@ impl ClusterNode {
         self.view.etcd_up.store(true, Ordering::Relaxed);
         self.view.set_client(Some(client.clone()));
         tracing::info!(node = %self.cfg.node_id, lease = lease_id, nodes = known.nodes.len(), "cluster: joined");
-        self.publish_view(&known);
+        self.publish_view(&mut known);
 
-        let mut keep_tick = tokio::time::interval(self.cfg.lease_ttl / 3);
+        // The lease is kept alive by a task of its own, so that a long
+        // reconciliation (thousands of cameras to claim) never lets it
+        // expire.
+        let (lease_tx, mut lease_rx) = tokio::sync::mpsc::channel::<End>(1);
+        drop((keeper, keep_stream));
+        let stop_keep = CancellationToken::new();
+        let keep_task = stop_keep.clone().drop_guard();
+        let cfg = self.cfg.clone();
+        let spawned = std::thread::Builder::new()
+            .name("etcd-lease".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = lease_tx.blocking_send(End::Lost(e.to_string()));
+                        return;
+                    }
+                };
+                let end = rt.block_on(async move {
+                    tokio::select! {
+                        _ = stop_keep.cancelled() => None,
+                        end = keep_lease(&cfg, lease_id) => Some(end),
+                    }
+                });
+                if let Some(end) = end {
+                    let _ = lease_tx.blocking_send(end);
+                }
+            });
+        if let Err(e) = spawned {
+            return End::Lost(format!("cannot start the lease thread: {e}"));
+        }
         let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
         reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_keepalive_answer = Instant::now();
         let mut published: Option<BTreeMap<String, CameraSummary>> = None;
         let mut last_publish = Instant::now() - PUBLISH_EVERY;
         // Wait for the other nodes' records before claiming anything (a
@@ -318,20 +348,10 @@ impl ClusterNode {
                     }
                     self.view.writes.fetch_add(1, Ordering::Relaxed);
                 }
-                _ = keep_tick.tick() => {
-                    if last_keepalive_answer.elapsed() > self.cfg.lease_ttl {
-                        return End::Lost("etcd stopped answering keep-alives".into());
-                    }
-                    if let Err(e) = keeper.keep_alive().await {
-                        return End::Lost(e.to_string());
-                    }
+                end = lease_rx.recv() => {
+                    drop(keep_task);
+                    return end.unwrap_or(End::Lost("the keep-alive task ended".into()));
                 }
-                msg = keep_stream.message() => match msg {
-                    Ok(Some(r)) if r.ttl() > 0 => last_keepalive_answer = Instant::now(),
-                    Ok(Some(_)) => return End::LeaseGone,
-                    Ok(None) => return End::Lost("the keep-alive stream ended".into()),
-                    Err(e) => return End::Lost(e.to_string()),
-                },
                 msg = watch.message() => match msg {
                     Ok(Some(resp)) => {
                         if resp.canceled() {
@@ -345,7 +365,12 @@ impl ClusterNode {
                             };
                             self.apply(&mut known, kv.key(), value);
                         }
-                        self.publish_view(&known);
+                        // With thousands of cameras a watch answer comes
+                        // per claim: the view is shared at most every
+                        // 200 ms (the tick catches up).
+                        if known.published_at.is_none_or(|t| t.elapsed() >= Duration::from_millis(200)) {
+                            self.publish_view(&mut known);
+                        }
                         if known.nodes.contains_key(&self.cfg.node_id) {
                             // News act at once, but at most every 100 ms
                             // (the tick catches up).
@@ -366,7 +391,8 @@ impl ClusterNode {
                 _ = reconcile_tick.tick() => {
                     if file_cameras.has_changed().unwrap_or(false) {
                         file_cameras.borrow_and_update();
-                        self.publish_view(&known);
+                        known.cameras_dirty = true;
+                        self.publish_view(&mut known);
                     }
                     if Instant::now() >= settle_until {
                         if let Err(e) = self.reconcile(&mut client, &mut known, lease_id, draining).await {
@@ -408,6 +434,10 @@ impl ClusterNode {
         };
         let name = name.to_string();
         let text = value.and_then(|v| std::str::from_utf8(v).ok());
+        known.changed = true;
+        if kind == "cameras" {
+            known.cameras_dirty = true;
+        }
         match (kind, text) {
             ("nodes", Some(t)) => match serde_json::from_str::<NodeRecord>(t) {
                 Ok(r) => {
@@ -420,9 +450,15 @@ impl ClusterNode {
                 known.states.remove(&name);
             }
             ("owners", Some(t)) => {
+                if t == self.cfg.node_id {
+                    known.owned_here.insert(name.clone());
+                } else {
+                    known.owned_here.remove(&name);
+                }
                 known.owners.insert(name, t.to_string());
             }
             ("owners", None) => {
+                known.owned_here.remove(&name);
                 if let Some(prev) = known.owners.remove(&name) {
                     known.last_owner.insert(name, prev);
                 }
@@ -488,13 +524,29 @@ impl ClusterNode {
         out
     }
 
-    fn publish_view(&self, known: &Known) {
-        let cameras = self.cameras(known);
+    /// Builds the camera list again if it changed.
+    fn refresh_cameras(&self, known: &mut Known) {
+        if known.cameras_dirty {
+            known.cameras = Arc::new(self.cameras(known));
+            known.cameras_dirty = false;
+            known.placed_for = None;
+            known.changed = true;
+        }
+    }
+
+    /// Shares what changed with the API and the redirects.
+    fn publish_view(&self, known: &mut Known) {
+        self.refresh_cameras(known);
+        if !known.changed {
+            return;
+        }
+        known.changed = false;
+        known.published_at = Some(Instant::now());
         let mut v = self.view.write();
         v.nodes = known.nodes.clone();
         v.owners = known.owners.clone();
         v.states = known.states.clone();
-        v.cameras = cameras;
+        v.cameras = known.cameras.clone();
     }
 
     /// Starts, hands over and stops cameras towards the placement.
@@ -506,7 +558,8 @@ impl ClusterNode {
         draining: bool,
     ) -> Result<(), String> {
         let me = self.cfg.node_id.as_str();
-        let cameras = self.cameras(known);
+        self.refresh_cameras(known);
+        let cameras = known.cameras.clone();
         let candidates: Vec<Candidate> = known
             .nodes
             .values()
@@ -516,11 +569,48 @@ impl ClusterNode {
                 max_cameras: n.max_cameras,
             })
             .collect();
-        let desired = place(cameras.keys().map(String::as_str), &candidates);
+        // Placement is the same until the nodes or the cameras change.
+        if known.placed_for.as_ref() != Some(&candidates) {
+            known.desired = place(
+                cameras.keys().map(String::as_str),
+                &candidates,
+                &known.owners,
+            );
+            known.desired_here = known
+                .desired
+                .iter()
+                .filter(|(_, n)| *n == me)
+                .map(|(c, _)| c.clone())
+                .collect();
+            known.placed_for = Some(candidates);
+        }
+        let desired = std::mem::take(&mut known.desired);
         let running: HashSet<String> = self.runner.running().into_iter().collect();
         let lease_opts = || Some(PutOptions::new().with_lease(lease));
+        // Only cameras this node has to do with: placed here, owned here,
+        // running here, or handed to it. The others are other nodes' work.
+        let mut relevant: Vec<String> = known
+            .desired_here
+            .iter()
+            .chain(known.owned_here.iter())
+            .chain(running.iter())
+            .chain(
+                known
+                    .handovers
+                    .iter()
+                    .filter(|(_, n)| *n == me)
+                    .map(|(c, _)| c),
+            )
+            .cloned()
+            .collect();
+        relevant.sort_unstable();
+        relevant.dedup();
 
-        for (id, cam) in &cameras {
+        let mut to_claim: Vec<String> = Vec::new();
+        let mut to_ask: Vec<String> = Vec::new();
+        let mut to_release: Vec<String> = Vec::new();
+        for id in &relevant {
+            let Some(cam) = cameras.get(id) else { continue };
             let want = desired.get(id).map(String::as_str);
             let owner = known.owners.get(id).cloned();
             match owner.as_deref() {
@@ -534,9 +624,7 @@ impl ClusterNode {
                     let next = known.handovers.get(id).map(String::as_str);
                     if let (Some(w), Some(n)) = (want, next) {
                         if w != me && n == w {
-                            self.release(client, id, if draining { "drain" } else { "rebalance" })
-                                .await?;
-                            known.owners.remove(id);
+                            to_release.push(id.clone());
                         }
                     }
                 }
@@ -551,39 +639,7 @@ impl ClusterNode {
                         }
                         continue;
                     }
-                    let key = self.key("owners", id);
-                    let txn = Txn::new()
-                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                        .and_then([TxnOp::put(key, me, lease_opts())]);
-                    let won = client
-                        .txn(txn)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .succeeded();
-                    self.view.writes.fetch_add(1, Ordering::Relaxed);
-                    if won {
-                        known.owners.insert(id.clone(), me.to_string());
-                        if running.contains(id) {
-                            self.runner.enable_outputs(id);
-                        } else {
-                            self.runner.start(cam.config.clone(), true).await;
-                        }
-                        if known.handovers.get(id).map(String::as_str) == Some(me) {
-                            client
-                                .delete(self.key("handover", id), None)
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            self.view.writes.fetch_add(1, Ordering::Relaxed);
-                        } else if known
-                            .last_owner
-                            .get(id)
-                            .is_some_and(|o| o != me && !known.nodes.contains_key(o))
-                        {
-                            self.view.count_handover("failover");
-                        }
-                        known.last_owner.remove(id);
-                        tracing::info!(camera = %id, "cluster: this node owns the camera");
-                    }
+                    to_claim.push(id.clone());
                 }
                 Some(other) => {
                     if want == Some(me) && !draining {
@@ -593,13 +649,8 @@ impl ClusterNode {
                         } else if self.runner.is_playing(id)
                             && known.handovers.get(id).map(String::as_str) != Some(me)
                         {
-                            client
-                                .put(self.key("handover", id), me, lease_opts())
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            self.view.writes.fetch_add(1, Ordering::Relaxed);
-                            known.handovers.insert(id.clone(), me.to_string());
-                            tracing::info!(camera = %id, from = other, "cluster: camera ready here; asked its owner to hand it over");
+                            to_ask.push(id.clone());
+                            tracing::info!(camera = %id, from = other, "cluster: camera ready here; asking its owner to hand it over");
                         }
                     } else if running.contains(id) {
                         // Another node owns it: stop ours (a warm-up no
@@ -613,25 +664,148 @@ impl ClusterNode {
                 }
             }
         }
+        // Handovers asked for, many per transaction.
+        for batch in to_ask.chunks(CLAIM_BATCH) {
+            let txn = Txn::new().and_then(
+                batch
+                    .iter()
+                    .map(|id| TxnOp::put(self.key("handover", id), me, lease_opts()))
+                    .collect::<Vec<_>>(),
+            );
+            client.txn(txn).await.map_err(|e| e.to_string())?;
+            self.view.writes.fetch_add(1, Ordering::Relaxed);
+            for id in batch {
+                known.handovers.insert(id.clone(), me.to_string());
+            }
+            known.changed = true;
+        }
+        // Cameras given up: outputs stop here first, then the keys go (only
+        // while they are still ours), many per transaction.
+        let reason = if draining { "drain" } else { "rebalance" };
+        for batch in to_release.chunks(CLAIM_BATCH) {
+            for id in batch {
+                self.runner.stop(id).await;
+            }
+            let txn = |ids: &[String]| {
+                Txn::new()
+                    .when(
+                        ids.iter()
+                            .map(|id| Compare::value(self.key("owners", id), CompareOp::Equal, me))
+                            .collect::<Vec<_>>(),
+                    )
+                    .and_then(
+                        ids.iter()
+                            .map(|id| TxnOp::delete(self.key("owners", id), None))
+                            .collect::<Vec<_>>(),
+                    )
+            };
+            let all = client
+                .txn(txn(batch))
+                .await
+                .map_err(|e| e.to_string())?
+                .succeeded();
+            self.view.writes.fetch_add(1, Ordering::Relaxed);
+            if !all {
+                for id in batch {
+                    client
+                        .txn(txn(std::slice::from_ref(id)))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.view.writes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for id in batch {
+                known.owners.remove(id);
+                known.owned_here.remove(id);
+                self.view.count_handover(reason);
+                tracing::info!(camera = %id, reason, "cluster: camera handed over");
+            }
+            known.changed = true;
+        }
+        // Claims, many per transaction: each camera's key only if absent.
+        // A batch fails whole when any key exists; its cameras are then
+        // claimed one by one.
+        for batch in to_claim.chunks(CLAIM_BATCH) {
+            let txn = |ids: &[String]| {
+                Txn::new()
+                    .when(
+                        ids.iter()
+                            .map(|id| {
+                                Compare::create_revision(
+                                    self.key("owners", id),
+                                    CompareOp::Equal,
+                                    0,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .and_then(
+                        ids.iter()
+                            .map(|id| TxnOp::put(self.key("owners", id), me, lease_opts()))
+                            .collect::<Vec<_>>(),
+                    )
+            };
+            let won = client
+                .txn(txn(batch))
+                .await
+                .map_err(|e| e.to_string())?
+                .succeeded();
+            self.view.writes.fetch_add(1, Ordering::Relaxed);
+            let won: Vec<&String> = if won {
+                batch.iter().collect()
+            } else {
+                let mut one_by_one = Vec::new();
+                for id in batch {
+                    let ok = client
+                        .txn(txn(std::slice::from_ref(id)))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .succeeded();
+                    self.view.writes.fetch_add(1, Ordering::Relaxed);
+                    if ok {
+                        one_by_one.push(id);
+                    }
+                }
+                one_by_one
+            };
+            for id in won {
+                let Some(cam) = cameras.get(id) else { continue };
+                known.owners.insert(id.clone(), me.to_string());
+                known.owned_here.insert(id.clone());
+                known.changed = true;
+                if running.contains(id) {
+                    self.runner.enable_outputs(id);
+                } else {
+                    self.runner.start(cam.config.clone(), true).await;
+                }
+                if known.handovers.get(id).map(String::as_str) == Some(me) {
+                    client
+                        .delete(self.key("handover", id), None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.view.writes.fetch_add(1, Ordering::Relaxed);
+                } else if known
+                    .last_owner
+                    .get(id)
+                    .is_some_and(|o| o != me && !known.nodes.contains_key(o))
+                {
+                    self.view.count_handover("failover");
+                }
+                known.last_owner.remove(id);
+                tracing::info!(camera = %id, "cluster: this node owns the camera");
+            }
+        }
         // Cameras no longer in the list.
         for id in running.iter().filter(|id| !cameras.contains_key(*id)) {
             self.runner.stop(id).await;
             if known.owners.get(id).map(String::as_str) == Some(me) {
                 self.release_key(client, id).await?;
                 known.owners.remove(id);
+                known.changed = true;
             }
         }
+        known.desired = desired;
         self.publish_view(known);
-        Ok(())
-    }
-
-    /// Gives a camera up: its outputs stop here first, then the owner key
-    /// goes, so that the next owner's outputs never overlap ours.
-    async fn release(&self, client: &mut Client, id: &str, reason: &str) -> Result<(), String> {
-        self.runner.stop(id).await;
-        self.release_key(client, id).await?;
-        self.view.count_handover(reason);
-        tracing::info!(camera = %id, reason, "cluster: camera handed over");
         Ok(())
     }
 
@@ -647,5 +821,76 @@ impl ClusterNode {
         client.txn(txn).await.map_err(|e| e.to_string())?;
         self.view.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// A client of `cfg`'s etcd.
+async fn connect(cfg: &ClusterConfig) -> Result<Client, String> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        // A busy node (thousands of events to apply) must not take its own
+        // slowness for etcd's: the lease has its own connection and
+        // deadline; these only catch a dead connection.
+        .with_timeout(Duration::from_secs(10))
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(10));
+    if let Some((user, password)) = &cfg.credentials {
+        opts = opts.with_user(user.clone(), password.expose().to_string());
+    }
+    if let Some(tls) = &cfg.tls {
+        let mut t = etcd_client::TlsOptions::new();
+        if let Some(ca) = &tls.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+            t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            let c = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+            let k = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            t = t.identity(etcd_client::Identity::from_pem(c, k));
+        }
+        opts = opts.with_tls(t);
+    }
+    let endpoints: Vec<String> = cfg
+        .etcd
+        .iter()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .collect();
+    Client::connect(endpoints, Some(opts))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Keeps lease `id` alive, on a thread and a connection of its own so that
+/// however busy the node is (thousands of cameras to claim), its lease
+/// never expires while it lives. Returns why it stopped.
+async fn keep_lease(cfg: &ClusterConfig, id: i64) -> End {
+    let mut client = match connect(cfg).await {
+        Ok(c) => c,
+        Err(e) => return End::Lost(e),
+    };
+    let (mut keeper, mut stream) = match client.lease_keep_alive(id).await {
+        Ok(p) => p,
+        Err(e) => return End::Lost(e.to_string()),
+    };
+    let ttl = cfg.lease_ttl;
+    let mut tick = tokio::time::interval(ttl / 3);
+    let mut last_answer = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if last_answer.elapsed() > ttl {
+                    return End::Lost("etcd stopped answering keep-alives".into());
+                }
+                if let Err(e) = keeper.keep_alive().await {
+                    return End::Lost(e.to_string());
+                }
+            }
+            msg = stream.message() => match msg {
+                Ok(Some(r)) if r.ttl() > 0 => last_answer = Instant::now(),
+                Ok(Some(_)) => return End::LeaseGone,
+                Ok(None) => return End::Lost("the keep-alive stream ended".into()),
+                Err(e) if e.to_string().contains("lease not found") => return End::LeaseGone,
+                Err(e) => return End::Lost(e.to_string()),
+            },
+        }
     }
 }
