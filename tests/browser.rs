@@ -304,3 +304,49 @@ fn chromium_plays_aac_cameras_with_sound() {
     });
     assert!(gw.terminate(Duration::from_secs(5)).is_some());
 }
+
+/// Debian's Chromium has no hardware H.265 decoder, so it offers no H265:
+/// its offer to an H.265 camera gets the 422, and the page says in words
+/// what the camera sends and what to do, instead of a black tile.
+#[test]
+fn chromium_without_h265_is_told_why_an_h265_camera_does_not_play() {
+    if in_loopback_netns("chromium_without_h265_is_told_why_an_h265_camera_does_not_play") {
+        return;
+    }
+    let dir = temp_dir();
+    let http = free_tcp_port();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{http}\"\n\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\n\
+         [[camera]]\nid = \"hevc\"\nurl = \"sim://hevc?codec=h265\"\n"
+    );
+    let mut gw = spawn_gateway(dir.path(), &toml, http);
+    let cam = wait_state(http, "hevc", "playing", Duration::from_secs(15));
+    assert!(
+        cam["video"].as_str().unwrap_or("").starts_with("H265"),
+        "{cam}"
+    );
+    runtime().block_on(async {
+        let mut b = Browser::launch(dir.path()).await;
+        b.navigate(&format!("http://127.0.0.1:{http}/cameras/hevc")).await;
+        b.wait_for(
+            "window.camgatePlayers && window.camgatePlayers[0] && window.camgatePlayers[0].status === 'unsupported'",
+            Duration::from_secs(15),
+        )
+        .await;
+        let message = b.eval("window.camgatePlayers[0].message").await;
+        let message = message.as_str().unwrap_or("");
+        assert!(
+            message.contains("H.265 Main profile")
+                && message.contains("cannot decode")
+                && message.contains("H.264 substream"),
+            "{message}"
+        );
+        // The sentence is on the page, where the picture would be.
+        let text = b.eval("document.body.innerText").await;
+        assert!(
+            text.as_str().unwrap_or("").contains("this browser cannot decode"),
+            "{text}"
+        );
+    });
+    assert!(gw.terminate(Duration::from_secs(5)).is_some());
+}
