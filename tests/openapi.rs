@@ -539,6 +539,8 @@ enabled = false
         r.body.contains("\"bitrate_bps\":[") && !r.body.contains("\"bitrate_bps\":[]")
     });
     assert_eq!(api.call("GET", "/api/v1/health", admin).status, 200);
+    // A gateway that runs alone: 404 (the 200 needs etcd: tests/cluster.rs).
+    assert_eq!(api.call("GET", "/api/v1/cluster", admin).status, 404);
     assert_eq!(api.call("GET", "/api/v1/health/good", admin).status, 200);
     assert_eq!(api.call("GET", "/api/v1/health/nosuch", admin).status, 404);
     assert_eq!(api.call("GET", "/cameras/good.sdp", admin).status, 200);
@@ -622,7 +624,10 @@ enabled = false
         let op = &api.doc["paths"][&template][&method];
         for status in op["responses"].as_object().unwrap().keys() {
             let key = (template.clone(), method.clone(), status.clone());
-            if status != "default" && !api.met.contains(&key) {
+            // The cluster answer needs a running etcd; tests/cluster.rs
+            // reads it from real nodes.
+            let needs_etcd = template == "/api/v1/cluster" && status == "200";
+            if status != "default" && !needs_etcd && !api.met.contains(&key) {
                 unmet.push(key);
             }
         }

@@ -196,7 +196,7 @@ fn unknown_fields() {
     assert_err(
         "# top\nlisten = \"x\"\n",
         2,
-        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `auth`, `webrtc`, `rtsp_server`, `camera`"],
+        &["unknown field `listen` at the top level, expected one of `server`, `defaults`, `auth`, `webrtc`, `rtsp_server`, `cluster`, `camera`"],
     );
     assert_err(
         "[server]\nlisten = \"127.0.0.1:1\"\nport = 1\n",
