@@ -1,8 +1,19 @@
 //! Facts about a video stream read from its SPS with h264-reader, for
-//! status pages and `probe`.
+//! status pages and `probe`; and the one reader of SDP `a=fmtp` parameter
+//! lists, which every codec's description uses.
 
 use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::rbsp::BitReader;
+
+/// The value of `key` in an `a=fmtp` parameter list (`a=b; c=d`, without
+/// the payload type): keys compared without case (RFC 3640 4.1, RFC 7798
+/// 7.1), key and value trimmed.
+pub fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
+    fmtp.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
+    })
+}
 
 /// What the SPS says about the picture.
 #[derive(Clone, Debug, PartialEq)]

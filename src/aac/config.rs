@@ -6,6 +6,7 @@
 
 use super::bits::Bits;
 use super::AacError;
+use crate::codec_info::fmtp_param;
 
 /// Sampling frequencies by `samplingFrequencyIndex` (14496-3 Table 1.18).
 const SAMPLE_RATES: [u32; 13] = [
@@ -355,15 +356,6 @@ pub struct AacFormat {
     pub config: Option<AudioSpecificConfig>,
     /// The RTP clock rate, Hz.
     pub clock_rate: u32,
-}
-
-/// The value of `key` in an fmtp line (keys are case-insensitive, RFC 3640
-/// section 4.1).
-fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
-    fmtp.split(';').find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
-    })
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, AacError> {

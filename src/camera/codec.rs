@@ -9,6 +9,7 @@
 //! dispatch: [`VideoCodec`], [`VideoParams`], [`VideoPipeline`] and
 //! [`VideoPacketizer`].
 
+use crate::codec_info::fmtp_param;
 use bytes::Bytes;
 
 use crate::h264::analyzer::Damage;
@@ -231,15 +232,6 @@ pub fn h265_level_name(level_id: u8) -> String {
     } else {
         format!("L{}.{}", tenths / 10, tenths % 10)
     }
-}
-
-/// One parameter of an `a=fmtp` value (`name=value;...`), names compared
-/// without case.
-fn fmtp_param<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
-    fmtp.split(';').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 /// What the pipeline made of one picture.

@@ -34,6 +34,7 @@ pub mod packetizer;
 pub(crate) mod params;
 pub mod repair;
 
+use crate::codec_info::fmtp_param;
 use std::num::NonZeroUsize;
 
 use bytes::Bytes;
@@ -285,14 +286,6 @@ pub fn check_fmtp(fmtp: &str) -> Result<(), H265Error> {
         }
     }
     Ok(())
-}
-
-/// The value of `name` in an fmtp parameter list (`a=b;c=d`), trimmed.
-fn fmtp_param<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
-    fmtp.split(';').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 /// The first NAL unit of type `want` in a comma-separated base64 list.

@@ -68,10 +68,7 @@ pub struct StreamDesc {
 impl StreamDesc {
     /// The value of one `a=fmtp` parameter (case-insensitive key).
     pub fn fmtp_param(&self, key: &str) -> Option<&str> {
-        self.fmtp.as_deref()?.split(';').find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            k.trim().eq_ignore_ascii_case(key).then_some(v.trim())
-        })
+        crate::codec_info::fmtp_param(self.fmtp.as_deref()?, key)
     }
 }
 

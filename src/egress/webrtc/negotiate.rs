@@ -11,6 +11,7 @@
 //! `MP4A-LATM`), which browsers do not decode, is sent as Opus (the
 //! offer's opus/48000/2), transcoded once per camera (`opus_feed`).
 
+use crate::codec_info::fmtp_param;
 use std::io::Cursor;
 
 use webrtc::sdp::SessionDescription;
@@ -293,14 +294,6 @@ fn formats(media: &webrtc::sdp::MediaDescription) -> Vec<Format> {
         }
     }
     out
-}
-
-/// The value of `key` in an fmtp line.
-fn fmtp_param<'a>(fmtp: &'a str, key: &str) -> Option<&'a str> {
-    fmtp.split(';').find_map(|kv| {
-        let (k, v) = kv.trim().split_once('=')?;
-        k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
-    })
 }
 
 /// Parses an offer (for `webrtc` and for us).
