@@ -164,6 +164,8 @@ pub struct ClusterView {
     handovers: [AtomicU64; 3],
     /// etcd writes (puts, transactions, deletes) this node made.
     writes: AtomicU64,
+    /// Cameras this node owns (kept with the view's owners).
+    owned: std::sync::atomic::AtomicUsize,
     /// The key prefix.
     prefix: String,
     /// The etcd client while connected (API changes go through it).
@@ -184,7 +186,10 @@ impl std::fmt::Debug for EtcdSlot {
 struct ViewState {
     nodes: BTreeMap<String, NodeRecord>,
     owners: HashMap<String, String>,
-    states: HashMap<String, BTreeMap<String, CameraSummary>>,
+    /// Each node's `states/{node}` record as written (JSON), read only when
+    /// the API asks: with thousands of cameras a node would otherwise parse
+    /// every other node's record each time a state changes.
+    states: HashMap<String, std::sync::Arc<str>>,
     cameras: std::sync::Arc<BTreeMap<String, ClusterCamera>>,
 }
 
@@ -198,6 +203,7 @@ impl ClusterView {
             etcd_up: AtomicBool::new(false),
             handovers: Default::default(),
             writes: AtomicU64::new(0),
+            owned: Default::default(),
         }
     }
 
@@ -244,11 +250,15 @@ impl ClusterView {
 
     /// Cameras this node owns.
     pub fn owned(&self) -> usize {
-        self.read()
-            .owners
-            .values()
-            .filter(|o| **o == self.me)
-            .count()
+        self.owned.load(Ordering::Relaxed)
+    }
+
+    /// Sets every camera's owner at once (a fresh snapshot).
+    fn set_owners(&self, owners: HashMap<String, String>) {
+        let mine = owners.values().filter(|o| **o == self.me).count();
+        let mut st = self.write();
+        st.owners = owners;
+        self.owned.store(mine, Ordering::Relaxed);
     }
 
     /// Nodes seen alive.
@@ -272,16 +282,24 @@ impl ClusterView {
     /// and state.
     pub fn remote_cameras(&self) -> Vec<RemoteCamera> {
         let st = self.read();
+        let mut parsed: HashMap<&str, BTreeMap<String, CameraSummary>> = HashMap::new();
         st.cameras
             .values()
             .filter(|c| st.owners.get(&c.config.id) != Some(&self.me))
             .map(|c| {
                 let owner = st.owners.get(&c.config.id).cloned();
-                let summary = owner
-                    .as_ref()
-                    .and_then(|o| st.states.get(o))
-                    .and_then(|m| m.get(&c.config.id))
-                    .cloned();
+                let summary = st.owners.get(&c.config.id).and_then(|o| {
+                    parsed
+                        .entry(o.as_str())
+                        .or_insert_with(|| {
+                            st.states
+                                .get(o)
+                                .and_then(|t| serde_json::from_str(t).ok())
+                                .unwrap_or_default()
+                        })
+                        .get(&c.config.id)
+                        .cloned()
+                });
                 RemoteCamera {
                     camera: c.clone(),
                     owner,
@@ -308,6 +326,24 @@ impl ClusterView {
     /// etcd writes this node made.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Records `camera`'s owner (`None`: it has none) as etcd now says.
+    fn set_owner(&self, camera: &str, owner: Option<&str>) {
+        let mut st = self.write();
+        let old = match owner {
+            Some(o) => st.owners.insert(camera.to_string(), o.to_string()),
+            None => st.owners.remove(camera),
+        };
+        let was = old.is_some_and(|o| o == self.me);
+        let is = owner == Some(self.me.as_str());
+        if was != is {
+            if is {
+                self.owned.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.owned.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     fn set_client(&self, client: Option<etcd_client::Client>) {

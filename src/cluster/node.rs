@@ -25,8 +25,12 @@ pub const HANDOVER_REASONS: [&str; 3] = ["failover", "rebalance", "drain"];
 
 /// How often the node reconciles without news.
 const RECONCILE_EVERY: Duration = Duration::from_millis(250);
-/// Cameras claimed in one transaction (etcd allows 128 operations).
-const CLAIM_BATCH: usize = 100;
+/// Cameras asked for or released in one transaction (etcd allows 128
+/// operations).
+const BATCH: usize = 100;
+/// Cameras claimed in one transaction: two operations each (the owner key
+/// put, the handover request deleted).
+const CLAIM_BATCH: usize = 60;
 /// How often the node's camera states may be written.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Turns API camera bodies (stored in etcd) into cameras.
@@ -51,7 +55,8 @@ struct Known {
     nodes: BTreeMap<String, NodeRecord>,
     owners: HashMap<String, String>,
     handovers: HashMap<String, String>,
-    states: HashMap<String, BTreeMap<String, CameraSummary>>,
+    /// Each node's states record, as written (parsed only by the API).
+    states: HashMap<String, Arc<str>>,
     api_cameras: BTreeMap<String, serde_json::Value>,
     /// The owner a camera had before its owner key went.
     last_owner: HashMap<String, String>,
@@ -168,7 +173,7 @@ impl ClusterNode {
             match end {
                 End::Shutdown => break,
                 End::LeaseGone => {
-                    tracing::warn!("cluster: this node's etcd lease expired; joining again");
+                    tracing::warn!(node = %self.cfg.node_id, "cluster: this node's etcd lease expired; joining again");
                     lease = None;
                     backoff = Duration::from_millis(200);
                 }
@@ -244,6 +249,7 @@ impl ClusterNode {
             }
         };
         let lease_id = lease.expect("set above");
+        tracing::debug!(node = %self.cfg.node_id, lease = lease_id, "cluster: lease kept");
         let put_lease = || Some(PutOptions::new().with_lease(lease_id));
         let mut draining = drain.is_cancelled();
         let record = serde_json::to_vec(&self.record(draining)).unwrap_or_default();
@@ -256,24 +262,21 @@ impl ClusterNode {
         self.view.writes.fetch_add(1, Ordering::Relaxed);
 
         // The snapshot, then every change after it.
-        let snapshot = match client
-            .get(
-                self.cfg.prefix.as_str(),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return End::Lost(e.to_string()),
-        };
-        let revision = snapshot.header().map(|h| h.revision()).unwrap_or(0);
         let mut known = Known {
             cameras_dirty: true,
             ..Known::default()
         };
-        for kv in snapshot.kvs() {
-            self.apply(&mut known, kv.key(), Some(kv.value()));
-        }
+        let revision = match snapshot(&mut client, &self.cfg.prefix, |key, value| {
+            self.apply(&mut known, key, Some(value))
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return End::Lost(e),
+        };
+        // The view's owners follow each change from here on; start them
+        // from the snapshot (dropping what an earlier phase had).
+        self.view.set_owners(known.owners.clone());
         let mut watch = match client
             .watch(
                 self.cfg.prefix.as_str(),
@@ -331,9 +334,15 @@ impl ClusterNode {
         reconcile_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published: Option<BTreeMap<String, CameraSummary>> = None;
         let mut last_publish = Instant::now() - PUBLISH_EVERY;
-        // Wait for the other nodes' records before claiming anything (a
-        // node starting alone would take every camera for a moment).
-        let settle_until = Instant::now() + self.cfg.lease_ttl.min(Duration::from_secs(2));
+        // When the cluster starts cold (no camera has an owner), wait for the
+        // other nodes' records before claiming anything: a node starting
+        // alone would take every camera for a moment. A node joining a
+        // running cluster sees its nodes in the snapshot.
+        let settle_until = if known.owners.is_empty() {
+            Instant::now() + self.cfg.lease_ttl.min(Duration::from_secs(2))
+        } else {
+            Instant::now()
+        };
         let mut file_cameras = self.file_cameras.clone();
         let mut last_reconcile = Instant::now();
         loop {
@@ -349,6 +358,7 @@ impl ClusterNode {
                     self.view.writes.fetch_add(1, Ordering::Relaxed);
                 }
                 end = lease_rx.recv() => {
+                    tracing::debug!(node = %self.cfg.node_id, "cluster: the lease keeper stopped");
                     drop(keep_task);
                     return end.unwrap_or(End::Lost("the keep-alive task ended".into()));
                 }
@@ -382,6 +392,7 @@ impl ClusterNode {
                             }
                         } else {
                             // Our record went: the lease is gone.
+                            tracing::debug!(node = %self.cfg.node_id, "cluster: this node's record was deleted");
                             return End::LeaseGone;
                         }
                     }
@@ -450,6 +461,7 @@ impl ClusterNode {
                 known.states.remove(&name);
             }
             ("owners", Some(t)) => {
+                self.view.set_owner(&name, Some(t));
                 if t == self.cfg.node_id {
                     known.owned_here.insert(name.clone());
                 } else {
@@ -458,6 +470,7 @@ impl ClusterNode {
                 known.owners.insert(name, t.to_string());
             }
             ("owners", None) => {
+                self.view.set_owner(&name, None);
                 known.owned_here.remove(&name);
                 if let Some(prev) = known.owners.remove(&name) {
                     known.last_owner.insert(name, prev);
@@ -470,9 +483,7 @@ impl ClusterNode {
                 known.handovers.remove(&name);
             }
             ("states", Some(t)) => {
-                if let Ok(m) = serde_json::from_str(t) {
-                    known.states.insert(name, m);
-                }
+                known.states.insert(name, Arc::from(t));
             }
             ("states", None) => {
                 known.states.remove(&name);
@@ -544,7 +555,6 @@ impl ClusterNode {
         known.published_at = Some(Instant::now());
         let mut v = self.view.write();
         v.nodes = known.nodes.clone();
-        v.owners = known.owners.clone();
         v.states = known.states.clone();
         v.cameras = known.cameras.clone();
     }
@@ -664,8 +674,17 @@ impl ClusterNode {
                 }
             }
         }
+        if !(to_claim.is_empty() && to_ask.is_empty() && to_release.is_empty()) {
+            tracing::debug!(
+                node = me,
+                claim = to_claim.len(),
+                ask = to_ask.len(),
+                release = to_release.len(),
+                "cluster: reconciling"
+            );
+        }
         // Handovers asked for, many per transaction.
-        for batch in to_ask.chunks(CLAIM_BATCH) {
+        for batch in to_ask.chunks(BATCH) {
             let txn = Txn::new().and_then(
                 batch
                     .iter()
@@ -682,7 +701,7 @@ impl ClusterNode {
         // Cameras given up: outputs stop here first, then the keys go (only
         // while they are still ours), many per transaction.
         let reason = if draining { "drain" } else { "rebalance" };
-        for batch in to_release.chunks(CLAIM_BATCH) {
+        for batch in to_release.chunks(BATCH) {
             for id in batch {
                 self.runner.stop(id).await;
             }
@@ -716,6 +735,7 @@ impl ClusterNode {
             }
             for id in batch {
                 known.owners.remove(id);
+                self.view.set_owner(id, None);
                 known.owned_here.remove(id);
                 self.view.count_handover(reason);
                 tracing::info!(camera = %id, reason, "cluster: camera handed over");
@@ -742,6 +762,14 @@ impl ClusterNode {
                     .and_then(
                         ids.iter()
                             .map(|id| TxnOp::put(self.key("owners", id), me, lease_opts()))
+                            // The handover this node asked for is done.
+                            .chain(
+                                ids.iter()
+                                    .filter(|id| {
+                                        known.handovers.get(*id).map(String::as_str) == Some(me)
+                                    })
+                                    .map(|id| TxnOp::delete(self.key("handover", id), None)),
+                            )
                             .collect::<Vec<_>>(),
                     )
             };
@@ -771,6 +799,7 @@ impl ClusterNode {
             for id in won {
                 let Some(cam) = cameras.get(id) else { continue };
                 known.owners.insert(id.clone(), me.to_string());
+                self.view.set_owner(id, Some(me));
                 known.owned_here.insert(id.clone());
                 known.changed = true;
                 if running.contains(id) {
@@ -779,11 +808,8 @@ impl ClusterNode {
                     self.runner.start(cam.config.clone(), true).await;
                 }
                 if known.handovers.get(id).map(String::as_str) == Some(me) {
-                    client
-                        .delete(self.key("handover", id), None)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    self.view.writes.fetch_add(1, Ordering::Relaxed);
+                    // Deleted in the claim's transaction.
+                    known.handovers.remove(id);
                 } else if known
                     .last_owner
                     .get(id)
@@ -801,6 +827,7 @@ impl ClusterNode {
             if known.owners.get(id).map(String::as_str) == Some(me) {
                 self.release_key(client, id).await?;
                 known.owners.remove(id);
+                self.view.set_owner(id, None);
                 known.changed = true;
             }
         }
@@ -859,6 +886,61 @@ async fn connect(cfg: &ClusterConfig) -> Result<Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Keys read per request of a snapshot: a whole prefix of 10,000 cameras
+/// in one answer comes near gRPC's 4 MiB message limit.
+const SNAPSHOT_PAGE: i64 = 1000;
+
+/// Reads every key under `prefix` at one revision, page by page, giving
+/// each to `each`; returns that revision.
+async fn snapshot(
+    client: &mut Client,
+    prefix: &str,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<i64, String> {
+    let end = prefix_end(prefix.as_bytes());
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(SNAPSHOT_PAGE);
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let mut page = client
+            .get(from.clone(), Some(opts))
+            .await
+            .map_err(|e| e.to_string())?;
+        if revision == 0 {
+            revision = page.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        let kvs = page.take_kvs();
+        for kv in &kvs {
+            each(kv.key(), kv.value());
+        }
+        match kvs.last() {
+            Some(last) if page.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok(revision),
+        }
+    }
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every key: etcd's "\0" range end.
+    vec![0]
+}
+
 /// Keeps lease `id` alive, on a thread and a connection of its own so that
 /// however busy the node is (thousands of cameras to claim), its lease
 /// never expires while it lives. Returns why it stopped.
@@ -892,5 +974,17 @@ async fn keep_lease(cfg: &ClusterConfig, id: i64) -> End {
                 Err(e) => return End::Lost(e.to_string()),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_at_its_last_byte_plus_one() {
+        assert_eq!(prefix_end(b"/camgate/"), b"/camgate0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
     }
 }

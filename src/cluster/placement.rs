@@ -15,17 +15,34 @@ pub struct Candidate {
     pub max_cameras: Option<usize>,
 }
 
-/// The weight of `node` for `camera`: a 64-bit FNV-1a of both, mixed
-/// (splitmix64) so that similar ids spread.
-pub fn weight(camera: &str, node: &str) -> u64 {
+/// 64-bit FNV-1a of an id.
+fn fnv(id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in camera.bytes().chain([0xff]).chain(node.bytes()) {
+    for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    h
+}
+
+/// splitmix64's finalizer: every input bit moves every output bit.
+fn mix(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// The weight of a node for a camera from their ids' hashes: each id is
+/// hashed once per placement (10,000 cameras over 20 nodes is 200,000
+/// weights, each a few multiplications).
+fn combine(camera: u64, node: u64) -> u64 {
+    mix(camera ^ mix(node))
+}
+
+/// The weight of `node` for `camera`: the ids hashed (FNV-1a), combined
+/// and mixed (splitmix64) so that similar ids spread.
+pub fn weight(camera: &str, node: &str) -> u64 {
+    combine(fnv(camera), fnv(node))
 }
 
 /// How far above the mean a node's share may go: rendezvous hashing alone
@@ -77,20 +94,23 @@ pub fn place<'a>(
     let has_room = |load: &HashMap<&str, usize>, n: &Candidate| {
         load.get(n.id.as_str()).copied().unwrap_or(0) < room_of(n)
     };
-    let best = |camera: &str| {
+    let node_hashes: Vec<u64> = nodes.iter().map(|n| fnv(&n.id)).collect();
+    let best = |camera: u64| {
         nodes
             .iter()
-            .max_by(|a, b| {
-                weight(camera, &a.id)
-                    .cmp(&weight(camera, &b.id))
+            .zip(&node_hashes)
+            .max_by(|(a, ha), (b, hb)| {
+                combine(camera, **ha)
+                    .cmp(&combine(camera, **hb))
                     .then_with(|| b.id.cmp(&a.id))
             })
+            .map(|(n, _)| n)
             .expect("nodes is not empty")
     };
     // Each camera to its best node, while it has room.
     let mut spilled = Vec::new();
     for camera in &ids {
-        let n = best(camera);
+        let n = best(fnv(camera));
         if has_room(&load, n) {
             *load.entry(n.id.as_str()).or_default() += 1;
             out.insert(camera.to_string(), n.id.clone());
@@ -107,7 +127,13 @@ pub fn place<'a>(
             .filter(|n| has_room(&load, n));
         let owner = stay.or_else(|| {
             ranked.clear();
-            ranked.extend(nodes.iter().map(|n| (weight(camera, &n.id), n)));
+            let hc = fnv(camera);
+            ranked.extend(
+                nodes
+                    .iter()
+                    .zip(&node_hashes)
+                    .map(|(n, hn)| (combine(hc, *hn), n)),
+            );
             ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
             ranked.iter().map(|(_, n)| *n).find(|n| has_room(&load, n))
         });
