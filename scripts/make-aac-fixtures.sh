@@ -4,6 +4,8 @@
 # of tests/support/gst_rtsp_server.py --audio aac|latm:
 #   sine1k_48k_mono.aac       2 s of a 1 kHz sine, 48 kHz mono, ADTS
 #   sine440_44k1_stereo.aac   2 s of a 440 Hz sine, 44.1 kHz stereo, ADTS
+#   two_tones_44k1_stereo.aac 2 s of 440 Hz on the left and 1 kHz on the
+#                             right, 44.1 kHz stereo, ADTS
 #   mp4g_48k_mono.rtp         the first file's access units as RTP packets
 #                             from rtpmp4gpay (RFC 3640 AAC-hbr), mtu 120 so
 #                             most access units are fragmented, RFC 4571
@@ -32,6 +34,15 @@ src="audiotestsrc wave=sine freq=1000 volume=0.5 samplesperbuffer=960 num-buffer
 "$gst" -q audiotestsrc wave=sine freq=440 volume=0.5 samplesperbuffer=882 num-buffers=100 \
     ! audio/x-raw,format=S16LE,rate=44100,channels=2 ! voaacenc bitrate=96000 ! aacparse \
     ! audio/mpeg,stream-format=adts ! filesink location="$dir/sine440_44k1_stereo.aac"
+# A different tone in each channel (audiopanorama puts each mono sine on
+# one side, audiomixer adds them).
+"$gst" -q audiomixer name=m ! audio/x-raw,format=S16LE,rate=44100,channels=2 \
+    ! voaacenc bitrate=96000 ! aacparse ! audio/mpeg,stream-format=adts \
+    ! filesink location="$dir/two_tones_44k1_stereo.aac" \
+    audiotestsrc wave=sine freq=440 volume=0.5 samplesperbuffer=882 num-buffers=100 \
+    ! audio/x-raw,format=F32LE,rate=44100,channels=1 ! audiopanorama panorama=-1 ! m. \
+    audiotestsrc wave=sine freq=1000 volume=0.5 samplesperbuffer=882 num-buffers=100 \
+    ! audio/x-raw,format=F32LE,rate=44100,channels=1 ! audiopanorama panorama=1 ! m.
 
 # Seeds of the aac_depacketizer fuzz target (fuzz/src/aac_depacketizer.rs):
 # the RTP packets above as its records.

@@ -9,6 +9,16 @@
 //! libopus is the reference encoder and every browser's decoder. A pure
 //! Rust Opus encoder of comparable quality does not exist yet.
 //!
+//! Mono: a stereo camera is mixed down to one channel (the mean of left
+//! and right) before it is resampled and encoded. Camera audio is a
+//! microphone or two beside the lens, heard in a browser tile; mono halves
+//! the resampling and encoding, which are most of the cost (encoding a
+//! 44.1 kHz stereo camera as stereo cost 0.7 % of a core, over the 0.5 %
+//! budget per stream; benches/audio.rs). WebRTC negotiates Opus as
+//! `opus/48000/2` whatever is sent (RFC 7587 section 7), and every Opus
+//! decoder plays a mono stream; the answer says so by leaving out
+//! `sprop-stereo` (default 0: the sender sends mono).
+//!
 //! Timing: Opus RTP timestamps run at 48 kHz whatever the sampling rate
 //! (RFC 7587 section 4.1). Each frame's timestamp is derived from the
 //! camera's AAC RTP timestamps (unwrapped to 64 bits, scaled to 48 kHz),
@@ -46,12 +56,20 @@ const MAX_FILL: i64 = 24_000;
 /// Largest Opus packet written (RFC 7587 allows more; 20 ms at our bit
 /// rates is a few hundred bytes).
 const MAX_OPUS_PACKET: usize = 1500;
-/// Opus encoder complexity (0-10). Measured on this project's 2-core
-/// machine, 20 ms frames of 48 kHz mono at 32 kbit/s: 10 costs about 2 %
-/// of a core, 5 about 0.35 %, 3 about 0.25 %; 3 keeps a camera's whole
-/// AAC-to-Opus path under 0.5 % (benches/audio.rs), and at these bit rates
-/// it sounds no different on camera audio.
-const COMPLEXITY: i32 = 3;
+/// Opus encoder complexity (0-10). In the CELT mode used here, 1 turns on
+/// transient analysis (short blocks against pre-echo), 2 adds the
+/// time-frequency resolution search, 3 the spreading decision, 5 the pitch
+/// pre-filter (libopus `celt_encoder.c`). Measured with benches/audio.rs on
+/// this project's 2-core machine under another build's load, 44.1 kHz
+/// stereo mixed down to mono: 3 costs about 0.48 % of a core for the whole
+/// AAC-to-Opus path, 2 about 0.47 %, 1 about 0.38 %. 1 keeps the budget of
+/// 0.5 % with room on a busy machine. What the searches add is coding
+/// efficiency on tonal and transient sounds; at 32 kbit/s for one channel
+/// there are bits to spare, and the tone tests below hold.
+pub const COMPLEXITY: i32 = 1;
+/// Opus bit rate, bits per second: plenty for one mono channel of camera
+/// audio.
+pub const BITRATE: i32 = 32_000;
 
 /// One Opus frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +107,7 @@ pub struct Transcoder {
     clock_rate: u32,
     /// Sampling rate of the decoder's output.
     pcm_rate: u32,
-    /// Channels of the decoder's output and of the Opus stream (1 or 2).
+    /// Channels of the camera's AAC (the Opus stream is mono).
     channels: usize,
     /// Samples per channel of one decoded access unit.
     au_samples: usize,
@@ -97,12 +115,12 @@ pub struct Transcoder {
     enc_rate: u32,
     /// `pcm_rate` to 48 kHz, when Opus cannot take `pcm_rate`.
     resampler: Option<rubato::FftFixedIn<f32>>,
-    /// The resampler's output buffers, one per channel.
+    /// The resampler's output buffer (one channel).
     resampled: Vec<Vec<f32>>,
-    /// The decoded planes of one access unit (resampler input).
-    planes: Vec<Vec<f32>>,
+    /// One access unit decoded and mixed down to mono (resampler input).
+    mono: Vec<f32>,
     encoder: opus::Encoder,
-    /// Samples waiting for a whole frame, interleaved, at `enc_rate`.
+    /// Mono samples waiting for a whole frame, at `enc_rate`.
     pcm: Vec<f32>,
     /// 48 kHz time (unwrapped) of `pcm[0]`.
     pcm_start: i64,
@@ -162,27 +180,23 @@ impl Transcoder {
                 OPUS_CLOCK_RATE as usize,
                 au_samples,
                 sub_chunks,
-                channels,
+                1,
             )
             .map_err(|e| AacError::Unsupported(format!("resampling {pcm_rate} Hz: {e}")))?;
             (OPUS_CLOCK_RATE, Some(r))
         };
-        let opus_channels = match channels {
-            1 => opus::Channels::Mono,
-            _ => opus::Channels::Stereo,
-        };
         // Restricted low delay: CELT only, whose cost does not depend on
         // the content (speech would make the default mode run SILK as
         // well) and whose look-ahead is 2.5 ms instead of 6.5 ms.
-        let mut encoder = opus::Encoder::new(enc_rate, opus_channels, opus::Application::LowDelay)
-            .map_err(|e| AacError::Unsupported(format!("Opus encoder: {e}")))?;
-        let bitrate = 32_000 * channels as i32;
+        let mut encoder =
+            opus::Encoder::new(enc_rate, opus::Channels::Mono, opus::Application::LowDelay)
+                .map_err(|e| AacError::Unsupported(format!("Opus encoder: {e}")))?;
         encoder
-            .set_bitrate(opus::Bitrate::Bits(bitrate))
+            .set_bitrate(opus::Bitrate::Bits(BITRATE))
             .and_then(|()| encoder.set_complexity(COMPLEXITY))
             .map_err(|e| AacError::Unsupported(format!("Opus encoder: {e}")))?;
         let resampled = match &resampler {
-            Some(r) => vec![vec![0.0; r.output_frames_max()]; channels],
+            Some(r) => vec![vec![0.0; r.output_frames_max()]],
             None => Vec::new(),
         };
         Ok(Transcoder {
@@ -195,9 +209,9 @@ impl Transcoder {
             enc_rate,
             resampler,
             resampled,
-            planes: vec![Vec::with_capacity(au_samples); channels],
+            mono: Vec::with_capacity(au_samples),
             encoder,
-            pcm: Vec::with_capacity(4 * au_samples * channels),
+            pcm: Vec::with_capacity(4 * au_samples),
             pcm_start: 0,
             unwrap: None,
             next_au: None,
@@ -218,7 +232,7 @@ impl Transcoder {
         &self.stats
     }
 
-    /// Channels of the Opus stream (1 or 2).
+    /// Channels of the camera's AAC (1 or 2; the Opus stream is mono).
     pub fn channels(&self) -> usize {
         self.channels
     }
@@ -306,19 +320,27 @@ impl Transcoder {
         };
     }
 
-    /// Decodes one access unit into `self.planes`, then on into `pcm`;
-    /// `false` when it did not decode.
+    /// Decodes one access unit into `self.mono` (its channels mixed
+    /// down), then on into `pcm`; `false` when it did not decode.
     fn decode(&mut self, data: &Bytes) -> bool {
         let packet = Packet::new_from_boxed_slice(0, 0, 0, data.to_vec().into_boxed_slice());
-        let (decoder, planes) = (&mut self.decoder, &mut self.planes);
+        let (decoder, mono) = (&mut self.decoder, &mut self.mono);
         // A decoder bug must not take the gateway down with it: camera
         // bytes are untrusted.
         let result = catch_unwind(AssertUnwindSafe(|| match decoder.decode(&packet) {
             Ok(AudioBufferRef::F32(buf)) => {
-                for (c, plane) in planes.iter_mut().enumerate() {
-                    plane.clear();
-                    if c < buf.spec().channels.count() {
-                        plane.extend_from_slice(buf.chan(c));
+                let channels = buf.spec().channels.count();
+                mono.clear();
+                mono.extend_from_slice(buf.chan(0));
+                for c in 1..channels {
+                    for (m, s) in mono.iter_mut().zip(buf.chan(c)) {
+                        *m += s;
+                    }
+                }
+                if channels > 1 {
+                    let scale = 1.0 / channels as f32;
+                    for m in mono.iter_mut() {
+                        *m *= scale;
                     }
                 }
                 true
@@ -335,40 +357,39 @@ impl Transcoder {
                 false
             }
         };
-        if !ok || self.planes.iter().any(|p| p.len() != self.au_samples) {
+        if !ok || self.mono.len() != self.au_samples {
             return false;
         }
-        self.append_planes();
+        self.append_mono();
         true
     }
 
     fn append_silence(&mut self) {
-        for p in &mut self.planes {
-            p.clear();
-            p.resize(self.au_samples, 0.0);
-        }
-        self.append_planes();
+        self.mono.clear();
+        self.mono.resize(self.au_samples, 0.0);
+        self.append_mono();
     }
 
-    /// Appends one access unit's worth of `planes` (resampled if needed)
-    /// to the interleaved `pcm`.
-    fn append_planes(&mut self) {
-        let (planes, frames) = match &mut self.resampler {
-            Some(r) => match r.process_into_buffer(&self.planes, &mut self.resampled, None) {
-                Ok((_, produced)) => (&self.resampled, produced),
-                Err(e) => {
-                    tracing::debug!(error = %e, "resampling failed");
-                    return;
+    /// Appends one access unit's worth of `mono` (resampled if needed) to
+    /// `pcm`.
+    fn append_mono(&mut self) {
+        let samples = match &mut self.resampler {
+            Some(r) => {
+                match r.process_into_buffer(
+                    std::slice::from_ref(&self.mono),
+                    &mut self.resampled,
+                    None,
+                ) {
+                    Ok((_, produced)) => &self.resampled[0][..produced],
+                    Err(e) => {
+                        tracing::debug!(error = %e, "resampling failed");
+                        return;
+                    }
                 }
-            },
-            None => (&self.planes, self.au_samples),
-        };
-        self.pcm.reserve(frames * self.channels);
-        for i in 0..frames {
-            for plane in planes.iter().take(self.channels) {
-                self.pcm.push(plane[i].clamp(-1.0, 1.0));
             }
-        }
+            None => &self.mono[..],
+        };
+        self.pcm.extend(samples.iter().map(|s| s.clamp(-1.0, 1.0)));
     }
 
     fn frame_samples(&self) -> usize {
@@ -377,7 +398,7 @@ impl Transcoder {
 
     /// Encodes every whole frame in `pcm`.
     fn encode_ready(&mut self) {
-        let n = self.frame_samples() * self.channels;
+        let n = self.frame_samples();
         while self.pcm.len() >= n {
             self.encode_first(n);
         }
@@ -388,7 +409,7 @@ impl Transcoder {
         if self.pcm.is_empty() {
             return;
         }
-        let n = self.frame_samples() * self.channels;
+        let n = self.frame_samples();
         self.pcm.resize(n.max(self.pcm.len()), 0.0);
         self.encode_ready();
         self.pcm.clear();
@@ -421,19 +442,16 @@ mod tests {
     use super::*;
     use crate::aac::testdata::adts;
 
-    /// Decodes Opus frames back to 48 kHz mono PCM.
-    fn decode_opus(frames: &[OpusFrame], channels: usize) -> Vec<f32> {
-        let ch = if channels == 1 {
-            opus::Channels::Mono
-        } else {
-            opus::Channels::Stereo
-        };
-        let mut d = opus::Decoder::new(48_000, ch).unwrap();
+    /// Decodes Opus frames back to 48 kHz PCM, checking that each is a
+    /// mono packet (the TOC byte's stereo flag clear, RFC 6716 3.1).
+    fn decode_opus(frames: &[OpusFrame]) -> Vec<f32> {
+        let mut d = opus::Decoder::new(48_000, opus::Channels::Mono).unwrap();
         let mut pcm = Vec::new();
-        let mut buf = vec![0f32; 5760 * channels];
+        let mut buf = vec![0f32; 5760];
         for f in frames {
+            assert_eq!(f.data[0] & 0x04, 0, "a stereo Opus packet");
             let n = d.decode_float(&f.data, &mut buf, false).unwrap();
-            pcm.extend(buf[..n * channels].iter().step_by(channels));
+            pcm.extend_from_slice(&buf[..n]);
         }
         pcm
     }
@@ -489,7 +507,7 @@ mod tests {
         // The first frame starts at the first access unit's time (the
         // input wrapped through u32::MAX on the way: no jump at the wrap).
         assert_eq!(out[0].timestamp, u32::MAX - 5000);
-        let pcm = decode_opus(&out, 1);
+        let pcm = decode_opus(&out);
         let (share, rms) = tone(&pcm[4800..], 1000.0);
         assert!(share > 0.9, "1 kHz holds {share} of the power");
         assert!(rms > 0.1, "rms {rms}");
@@ -502,6 +520,11 @@ mod tests {
             44_100,
         );
         assert_eq!((t.channels(), t.stats().decode_errors), (2, 0));
+        // Mixed down to mono: about half the bytes of the stereo stream
+        // it replaced (64 kbit/s), 32 kbit/s of 20 ms frames.
+        let bytes: usize = out.iter().map(|f| f.data.len()).sum();
+        let kbps = bytes as f64 * 8.0 / (out.len() as f64 * 0.02) / 1000.0;
+        assert!((24.0..40.0).contains(&kbps), "{kbps} kbit/s");
         for w in out.windows(2) {
             assert_eq!(w[1].timestamp.wrapping_sub(w[0].timestamp), 960);
         }
@@ -509,9 +532,30 @@ mod tests {
         let first48 = (i64::from(u32::MAX - 5000) * 48_000 / 44_100) as u32;
         let lead = first48.wrapping_sub(out[0].timestamp) as i32;
         assert!((0..480).contains(&lead), "{lead} ticks");
-        let pcm = decode_opus(&out, 2);
-        let (share, _) = tone(&pcm[4800..], 440.0);
+        let pcm = decode_opus(&out);
+        let (share, rms) = tone(&pcm[4800..], 440.0);
         assert!(share > 0.9, "440 Hz holds {share} of the power");
+        // The same sine in both channels comes out at its level (0.5 peak).
+        assert!((0.3..0.4).contains(&rms), "rms {rms}");
+    }
+
+    #[test]
+    fn a_stereo_camera_is_mixed_down_keeping_both_channels() {
+        // 440 Hz on the left, 1 kHz on the right, each 0.5 peak.
+        let (t, out) = run(
+            include_bytes!("../../tests/fixtures/aac/two_tones_44k1_stereo.aac"),
+            44_100,
+        );
+        assert_eq!((t.channels(), t.stats().decode_errors), (2, 0));
+        let pcm = decode_opus(&out);
+        let (left, rms) = tone(&pcm[4800..], 440.0);
+        let (right, _) = tone(&pcm[4800..], 1000.0);
+        // Each side is half of the mix: the mean of the channels, each
+        // tone at 0.25 peak, so an RMS of 0.25.
+        assert!((0.4..0.6).contains(&left), "440 Hz holds {left}");
+        assert!((0.4..0.6).contains(&right), "1 kHz holds {right}");
+        assert!(left + right > 0.9, "{left} + {right}");
+        assert!((0.2..0.3).contains(&rms), "rms {rms}");
     }
 
     #[test]

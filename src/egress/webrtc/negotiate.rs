@@ -9,7 +9,9 @@
 //! correction of RFC 7798's offer/answer rule that Pion follows too).
 //! Audio: PCMU, PCMA and Opus pass through; AAC (`mpeg4-generic`,
 //! `MP4A-LATM`), which browsers do not decode, is sent as Opus (the
-//! offer's opus/48000/2), transcoded once per camera (`opus_feed`).
+//! offer's opus/48000/2), transcoded once per camera (`opus_feed`) and
+//! mono: the answer names opus/48000/2 as RFC 7587 section 7 wants for any
+//! Opus stream, without `sprop-stereo` (default 0, a mono sender).
 
 use crate::codec_info::fmtp_param;
 use std::io::Cursor;
@@ -237,6 +239,23 @@ pub fn compatibility(stream: Profile, decoder: Profile) -> Option<u8> {
     }
 }
 
+/// The offer's Opus parameters for the answer when camgate sends its own
+/// mono Opus (`aac::Transcoder`): `sprop-stereo` says what the sender
+/// sends, so the offer's is dropped and the default, 0 (mono), stands
+/// (RFC 7587 section 7.1). The rest (`stereo`, `useinbandfec`, `minptime`)
+/// is the browser's, kept as it offered them; a `stereo=1` there is a
+/// preference, and every Opus decoder plays mono.
+fn without_sprop_stereo(fmtp: &str) -> String {
+    fmtp.split(';')
+        .map(str::trim)
+        .filter(|p| {
+            let key = p.split('=').next().unwrap_or_default().trim();
+            !p.is_empty() && !key.eq_ignore_ascii_case("sprop-stereo")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// One format of an offered media section.
 #[derive(Debug, Default)]
 struct Format {
@@ -431,8 +450,8 @@ pub fn choose(
                         payload_type: f.payload_type,
                         mime_type: "audio/opus".into(),
                         clock_rate: OPUS_CLOCK_RATE,
-                        channels: f.channels,
-                        fmtp: f.fmtp,
+                        channels: 2,
+                        fmtp: without_sprop_stereo(&f.fmtp),
                         from_aac: true,
                     })
                 }
@@ -624,12 +643,29 @@ a=rtpmap:126 telephone-event/8000\r\n";
         };
         let c = choose(CHROME_OFFER, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
         let audio = c.audio.unwrap();
-        assert_eq!((audio.payload_type, audio.clock_rate), (111, 48_000));
+        assert_eq!(
+            (audio.payload_type, audio.clock_rate, audio.channels),
+            (111, 48_000, 2)
+        );
         assert_eq!(
             (audio.mime_type.as_str(), audio.from_aac),
             ("audio/opus", true)
         );
+        assert_eq!(audio.fmtp, "minptime=10;useinbandfec=1");
         assert!(c.notes.is_empty(), "{:?}", c.notes);
+        // camgate's Opus is mono: an offer's sprop-stereo is not echoed
+        // (the answer's default, 0, says mono); its receiver preferences
+        // stay. An offer without the channel count still gets /2.
+        let stereo_offer = CHROME_OFFER
+            .replace(
+                "minptime=10;useinbandfec=1",
+                "minptime=10;stereo=1; sprop-stereo=1;useinbandfec=1",
+            )
+            .replace("opus/48000/2", "opus/48000");
+        let c = choose(&stereo_offer, CameraVideo::H264(p("4d401e")), Some(&aac)).unwrap();
+        let audio = c.audio.unwrap();
+        assert_eq!(audio.fmtp, "minptime=10;stereo=1;useinbandfec=1");
+        assert_eq!(audio.channels, 2);
         // LATM too.
         let latm = AudioInfo {
             encoding: "MP4A-LATM".into(),
