@@ -8,14 +8,34 @@
 //! Reports the thread's CPU time over the audio's duration: the share of
 //! one core a camera's audio stream costs (target: under 0.5 %). Run with
 //! `cargo bench --bench audio`; `AUDIO_BENCH_SECONDS` sets how much audio
-//! each case transcodes (default 600 s).
+//! each case transcodes (default 600 s), `AUDIO_BENCH_CASE` runs only the
+//! cases whose name contains it (for a profiler: `perf record`).
+//!
+//! The same run measures ffmpeg doing the same transcode of the same clip
+//! (its AAC decoder, swresample, libopus with camgate's settings: mono,
+//! 48 kHz, restricted low delay, the same complexity and bit rate, 20 ms
+//! frames), one thread, as the CPU time of the child process: a reference
+//! taken under the same load, since CPU time on a shared machine moves
+//! with what else runs.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use camgate::aac::{AacFormat, AacToOpus, AudioSpecificConfig};
 use rustix::time::{clock_gettime, ClockId};
 
+/// The clip of each case as a file ffmpeg reads (the RTP capture's access
+/// units are those of the ADTS file: scripts/make-aac-fixtures.sh).
+const MONO_48K_ADTS_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/aac/sine1k_48k_mono.aac"
+);
+const STEREO_44K1_ADTS_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/aac/sine440_44k1_stereo.aac"
+);
 const MONO_48K_RTP: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/aac/mp4g_48k_mono.rtp"
@@ -27,6 +47,42 @@ const STEREO_44K1_ADTS: &[u8] = include_bytes!(concat!(
 
 /// One RTP packet as the hub carries it: payload, timestamp, marker.
 type Packet = (Bytes, u32, bool);
+
+/// CPU time (user + system) of the children waited for so far.
+fn children_cpu() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// ffmpeg transcoding `clip` (`clip_seconds` long) looped until `seconds`
+/// of audio went through, as camgate does; returns (CPU time, audio
+/// seconds), or why it did not run.
+fn ffmpeg_run(clip: &Path, clip_seconds: f64, seconds: f64) -> Result<(Duration, f64), String> {
+    let loops = (seconds / clip_seconds).ceil() as u32;
+    let before = children_cpu();
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-threads", "1"])
+        .args(["-stream_loop", &(loops - 1).to_string(), "-i"])
+        .arg(clip)
+        .args(["-ac", "1", "-ar", "48000", "-c:a", "libopus"])
+        .args(["-application", "lowdelay", "-frame_duration"])
+        .arg(camgate::aac::transcode::FRAME_MS.to_string())
+        .arg("-compression_level")
+        .arg(camgate::aac::transcode::COMPLEXITY.to_string())
+        .arg("-b:a")
+        .arg(camgate::aac::transcode::BITRATE.to_string())
+        .args(["-f", "null", "-"])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok((children_cpu() - before, f64::from(loops) * clip_seconds))
+}
 
 fn thread_cpu() -> Duration {
     let t = clock_gettime(ClockId::ThreadCPUTime);
@@ -116,6 +172,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600.0);
+    let only = std::env::var("AUDIO_BENCH_CASE").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "AAC to Opus, one camera's audio stream ({} cores, load average {})",
@@ -145,20 +202,25 @@ fn main() {
     )
     .unwrap();
 
-    for (name, format, packets, ticks) in [
+    for (name, format, packets, ticks, clip) in [
         (
             "48 kHz mono (RFC 3640, fragmented)",
             &mono_format,
             &mono,
             mono_ticks,
+            MONO_48K_ADTS_PATH,
         ),
         (
-            "44.1 kHz stereo, resampled to 48 kHz",
+            "44.1 kHz stereo, mixed down and resampled to 48 kHz",
             &stereo_format,
             &stereo,
             stereo_ticks,
+            STEREO_44K1_ADTS_PATH,
         ),
     ] {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         // Warm up (page faults, the FFT plans), then measure.
         run(format, packets, ticks, 10.0);
         let (cpu, audio, frames) = run(format, packets, ticks, seconds);
@@ -171,5 +233,14 @@ fn main() {
             frames as f64 > audio * 45.0,
             "{frames} frames for {audio} s"
         );
+        let clip_seconds = f64::from(ticks) / f64::from(format.clock_rate);
+        match ffmpeg_run(Path::new(clip), clip_seconds, seconds) {
+            Ok((cpu, audio)) => println!(
+                "  ffmpeg, the same transcode: {:.3} s CPU for {audio:.0} s of audio: {:.3} % of a core",
+                cpu.as_secs_f64(),
+                cpu.as_secs_f64() / audio * 100.0
+            ),
+            Err(e) => println!("  ffmpeg, the same transcode: not run ({e})"),
+        }
     }
 }
