@@ -538,6 +538,21 @@ impl FlowWatch {
         wait_for(limit, || self.count() >= n);
     }
 
+    /// Time since the last arrival (`None`: nothing yet).
+    pub fn quiet_for(&self) -> Option<Duration> {
+        self.arrivals.lock().unwrap().last().map(|t| t.elapsed())
+    }
+
+    /// Arrivals at or after `from`.
+    pub fn count_since(&self, from: Instant) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&t| t >= from)
+            .count()
+    }
+
     /// The longest time without an arrival from `from` until now (the time
     /// since the last arrival included).
     pub fn max_gap_since(&self, from: Instant) -> Duration {
