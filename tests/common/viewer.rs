@@ -1,6 +1,9 @@
 //! WebRTC test helpers: a network namespace with only loopback for the test
 //! body, and a WHEP viewer made with the `webrtc` crate that depacketizes
-//! what it receives with camgate's own depacketizer and counts pictures.
+//! what it receives with camgate's own depacketizer and counts pictures,
+//! and keeps, with their arrival times, the pictures' and the audio
+//! packets' RTP timestamps and the sender reports of both tracks (what a
+//! browser synchronizes audio and video with).
 //! Include with `#[path = "common/viewer.rs"] mod viewer;`.
 #![allow(dead_code)]
 
@@ -71,6 +74,40 @@ pub fn in_loopback_netns(test_name: &str) -> bool {
     true
 }
 
+/// Most audio packets a viewer keeps (10 minutes of 20 ms frames).
+const MAX_AUDIO_KEPT: usize = 30_000;
+
+/// One audio RTP packet as it arrived.
+#[derive(Debug, Clone)]
+pub struct AudioRtp {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub payload: Bytes,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// One RTCP sender report (RFC 3550 6.4.1) as it arrived: the sender's
+/// wall clock (NTP) at the instant its RTP clock read `rtp`.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderReportSeen {
+    pub ssrc: u32,
+    /// NTP timestamp, 32.32 fixed point seconds since 1900.
+    pub ntp: u64,
+    pub rtp: u32,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl SenderReportSeen {
+    /// The sender's wall-clock time, in seconds, of RTP timestamp `ts` on
+    /// a clock of `rate` Hz (within 2^31 ticks of the report's).
+    pub fn wall_clock(&self, ts: u32, rate: u32) -> f64 {
+        let ntp = (self.ntp >> 32) as f64 + (self.ntp & 0xffff_ffff) as f64 / 4_294_967_296.0;
+        ntp + f64::from(ts.wrapping_sub(self.rtp) as i32) / f64::from(rate)
+    }
+}
+
 /// What a viewer received.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -90,6 +127,15 @@ pub struct Received {
     pub first_frame_at: Mutex<Option<Instant>>,
     /// RTP timestamps of the video pictures, in order.
     pub timestamps: Mutex<Vec<u32>>,
+    /// When each picture of `timestamps` was complete (its last packet
+    /// arrived), in the same order.
+    pub arrivals: Mutex<Vec<Instant>>,
+    /// Audio RTP packets in arrival order, up to `MAX_AUDIO_KEPT`.
+    pub audio: Mutex<Vec<AudioRtp>>,
+    /// The audio stream's SSRC, once a packet arrived.
+    pub audio_ssrc: AtomicU64,
+    /// Sender reports of both tracks, in arrival order.
+    pub sender_reports: Mutex<Vec<SenderReportSeen>>,
     /// The video stream's SSRC, once a packet arrived.
     pub video_ssrc: AtomicU64,
     /// Every picture received, as an Annex B byte stream (for decoding it
@@ -342,12 +388,43 @@ impl Viewer {
         let (pc, offer) = make_offer(kind).await;
         let received = Arc::new(Received::default());
         let r = received.clone();
-        pc.on_track(Box::new(move |track, _, _| {
+        pc.on_track(Box::new(move |track, receiver, _| {
             let r = r.clone();
+            let reports = r.clone();
+            tokio::spawn(async move {
+                use webrtc::rtcp::sender_report::SenderReport;
+                while let Ok((packets, _)) = receiver.read_rtcp().await {
+                    for p in packets {
+                        if let Some(sr) = p.as_any().downcast_ref::<SenderReport>() {
+                            reports
+                                .sender_reports
+                                .lock()
+                                .unwrap()
+                                .push(SenderReportSeen {
+                                    ssrc: sr.ssrc,
+                                    ntp: sr.ntp_time,
+                                    rtp: sr.rtp_time,
+                                    at: Instant::now(),
+                                });
+                        }
+                    }
+                }
+            });
             tokio::spawn(async move {
                 if track.kind() == RTPCodecType::Audio {
-                    while track.read_rtp().await.is_ok() {
+                    while let Ok((pkt, _)) = track.read_rtp().await {
                         r.audio_packets.fetch_add(1, Ordering::Relaxed);
+                        r.audio_ssrc
+                            .store(u64::from(pkt.header.ssrc), Ordering::Relaxed);
+                        let mut audio = r.audio.lock().unwrap();
+                        if audio.len() < MAX_AUDIO_KEPT {
+                            audio.push(AudioRtp {
+                                seq: pkt.header.sequence_number,
+                                timestamp: pkt.header.timestamp,
+                                payload: pkt.payload,
+                                at: Instant::now(),
+                            });
+                        }
                     }
                     return;
                 }
@@ -401,6 +478,7 @@ impl Viewer {
                             r.damaged.fetch_add(1, Ordering::Relaxed);
                         }
                         r.timestamps.lock().unwrap().push(au.timestamp);
+                        r.arrivals.lock().unwrap().push(Instant::now());
                     }
                 }
             });

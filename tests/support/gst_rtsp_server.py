@@ -18,6 +18,14 @@ and its parameter sets), looped for ever and paced by the clock as a
 camera paces its pictures, so nothing is encoded while it plays. One
 pipeline is shared by every client.
 
+--mp4 PATH serves, instead of the test pattern, the MP4 file in PATH
+(H.264 video and AAC audio, as ffmpeg writes them) once from its start
+for each client, in real time: demuxed, the H.264 as pay0 (rtph264pay,
+parameter sets in band) and the AAC as pay1 (rtpmp4gpay, or rtpmp4apay
+with --audio latm), each buffer held until its time so both streams leave
+together as a camera sends them. For content-timed tests (audio/video
+offset), so nothing is encoded while it plays.
+
 --relay URL re-serves the RTSP camera at URL (pulled once over TCP,
 depayloaded and payloaded again) to every client: GStreamer's own RTSP
 server as a restreaming gateway, the baseline of benches/rtsp_clients.rs.
@@ -55,6 +63,7 @@ parser.add_argument("--gop", type=int, default=None)
 parser.add_argument("--ignore-keyframe-requests", action="store_true")
 parser.add_argument("--file", default=None)
 parser.add_argument("--relay", default=None)
+parser.add_argument("--mp4", default=None)
 parser.add_argument("--no-auth", action="store_true")
 parser.add_argument("--codec", choices=["h264", "h265"], default="h264")
 parser.add_argument("--audio", choices=["pcmu", "aac", "latm"], default="pcmu")
@@ -116,6 +125,18 @@ if args.file:
         "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
     )
     shared = True
+if args.mp4:
+    location = args.mp4.replace("\\", "\\\\").replace('"', '\\"')
+    payloader = "rtpmp4apay" if args.audio == "latm" else "rtpmp4gpay"
+    # identity sync=true holds each buffer until its running time, on each
+    # branch after its queue, so neither stream runs ahead of the other.
+    launch = (
+        f'( filesrc location="{location}" ! qtdemux name=demux '
+        "demux.video_0 ! queue ! h264parse ! identity sync=true "
+        "! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        "demux.audio_0 ! queue ! aacparse ! identity sync=true "
+        f"! {payloader} name=pay1 pt=97 )"
+    )
 if args.relay:
     url = args.relay.replace("\\", "\\\\").replace('"', '\\"')
     launch = (
