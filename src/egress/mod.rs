@@ -5,5 +5,6 @@ pub(crate) mod clock;
 pub(crate) mod places;
 pub mod rtp;
 pub mod rtsp;
+mod udp_batch;
 
 pub mod webrtc;

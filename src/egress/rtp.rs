@@ -16,7 +16,10 @@ use crate::camera::hub::{AudioInfo, StreamInfo};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub, MediaEvent};
 use crate::config::RtpOut;
 use crate::h264::packetizer::Payload;
+use crate::rtp::packet::FIXED_HEADER_LEN;
 use crate::rtp::RtpPacket;
+
+use super::udp_batch::UdpBatch;
 
 /// Dynamic payload type of the H.264 stream we send.
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
@@ -182,6 +185,8 @@ pub async fn run_rtp_out(
     let mut audio: Option<(OutStream, AudioInfo)> = None;
     let mut payloads: Vec<Payload> = Vec::with_capacity(64);
     let mut buf = Vec::with_capacity(payload_size + 12);
+    // The packets of a picture leave together (UDP GSO).
+    let mut batch = UdpBatch::new(&socket, payload_size + FIXED_HEADER_LEN);
     // Start (and restart after lag) at a keyframe, so the consumer's decoder
     // never sees a picture whose references it lacks.
     let mut wait_keyframe = true;
@@ -221,20 +226,22 @@ pub async fn run_rtp_out(
                     );
                 }
                 for p in &payloads {
-                    send(
-                        &socket,
-                        &mut buf,
+                    if !batch.has_room(FIXED_HEADER_LEN + p.data.len()) {
+                        batch.flush(&socket, video_dest).await;
+                    }
+                    let len = write_packet(
+                        batch.buf(),
                         &mut video,
                         VIDEO_PAYLOAD_TYPE,
                         p.marker,
                         ts,
                         &p.data,
-                        video_dest,
                         &stats,
                         &session,
-                    )
-                    .await;
+                    );
+                    batch.appended(len);
                 }
+                batch.flush(&socket, video_dest).await;
             }
             Ok(MediaEvent::Audio(pkt)) => {
                 let info = info_rx.borrow_and_update().audio.clone();
@@ -300,6 +307,37 @@ async fn send(
     session: &Consumer,
 ) {
     buf.clear();
+    write_packet(
+        buf,
+        stream,
+        payload_type,
+        marker,
+        ts,
+        payload,
+        stats,
+        session,
+    );
+    if let Err(e) = socket.send_to(buf, dest).await {
+        // A consumer that is not listening yet (ICMP port unreachable) is
+        // normal; RTP is fire and forget.
+        tracing::trace!(error = %e, "rtp send failed");
+    }
+}
+
+/// Appends the next RTP packet of `stream` to `buf`, counts it, and
+/// returns its length.
+#[allow(clippy::too_many_arguments)]
+fn write_packet(
+    buf: &mut Vec<u8>,
+    stream: &mut OutStream,
+    payload_type: u8,
+    marker: bool,
+    ts: u32,
+    payload: &[u8],
+    stats: &CameraStats,
+    session: &Consumer,
+) -> usize {
+    let start = buf.len();
     RtpPacket::write(
         buf,
         marker,
@@ -309,17 +347,14 @@ async fn send(
         stream.ssrc,
         payload,
     );
+    let len = buf.len() - start;
     stream.seq = stream.seq.wrapping_add(1);
     stream.packets += 1;
     stream.octets += payload.len() as u64;
     CameraStats::add(&stats.egress_packets, 1);
-    CameraStats::add(&stats.egress_bytes, buf.len() as u64);
-    session.count_packet(buf.len());
-    if let Err(e) = socket.send_to(buf, dest).await {
-        // A consumer that is not listening yet (ICMP port unreachable) is
-        // normal; RTP is fire and forget.
-        tracing::trace!(error = %e, "rtp send failed");
-    }
+    CameraStats::add(&stats.egress_bytes, len as u64);
+    session.count_packet(len);
+    len
 }
 
 /// Static payload types keep their number; others get a dynamic one.
