@@ -15,6 +15,16 @@ use common::*;
 use serde_json::Value;
 use viewer::{in_loopback_netns, runtime};
 
+/// One browser at a time: four Chromiums decoding at once on a 2-core
+/// machine starve each other's audio (concealment) and pictures, which is
+/// not what these tests measure. Each test holds this while its child runs
+/// in its namespace.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_browser() -> std::sync::MutexGuard<'static, ()> {
+    ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn toml(http: u16, faults: &str) -> String {
     format!(
         r#"
@@ -57,6 +67,7 @@ fn decode_errors(log: &str) -> Vec<String> {
 
 #[test]
 fn chromium_plays_a_camera_page_at_the_camera_frame_rate() {
+    let _one = one_browser();
     if in_loopback_netns("chromium_plays_a_camera_page_at_the_camera_frame_rate") {
         return;
     }
@@ -125,6 +136,7 @@ fn chromium_plays_a_camera_page_at_the_camera_frame_rate() {
 
 #[test]
 fn chromium_decodes_cleanly_through_firmware_faults_for_a_minute() {
+    let _one = one_browser();
     if in_loopback_netns("chromium_decodes_cleanly_through_firmware_faults_for_a_minute") {
         return;
     }
@@ -222,6 +234,7 @@ const AUDIO_STATS: &str = "(async () => {
 /// and hears a level, and the camera no longer warns of a silent browser.
 #[test]
 fn chromium_plays_aac_cameras_with_sound() {
+    let _one = one_browser();
     if in_loopback_netns("chromium_plays_aac_cameras_with_sound") {
         return;
     }
@@ -310,6 +323,7 @@ fn chromium_plays_aac_cameras_with_sound() {
 /// what the camera sends and what to do, instead of a black tile.
 #[test]
 fn chromium_without_h265_is_told_why_an_h265_camera_does_not_play() {
+    let _one = one_browser();
     if in_loopback_netns("chromium_without_h265_is_told_why_an_h265_camera_does_not_play") {
         return;
     }
