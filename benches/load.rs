@@ -10,14 +10,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{clock_ticks, cpu_ticks, free_tcp_port, rss_kib, Proc};
+use common::{cameras_playing, clock_ticks, cpu_ticks, free_tcp_port, rss_kib, Proc};
 
 /// Measurement time per point; `cargo test` (no `--bench` argument) runs a
 /// two-camera smoke pass with a short measurement instead.
@@ -81,10 +80,10 @@ fn main() {
         );
         wait(|| TcpStream::connect(("127.0.0.1", http)).is_ok());
         let start = Instant::now();
-        while playing(http) < n && start.elapsed() < Duration::from_secs(60) {
+        while cameras_playing(http) < n && start.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let up = playing(http);
+        let up = cameras_playing(http);
         assert_eq!(up, n, "only {up} of {n} cameras playing");
         std::thread::sleep(Duration::from_secs(2));
         let (cpu, rss) = measure(&[gw.0.id()], ticks, &sinks.bytes);
@@ -162,18 +161,6 @@ fn measure(pids: &[u32], ticks: u64, _bytes: &AtomicU64) -> (f64, u64) {
     let secs = t0.elapsed().as_secs_f64();
     let rss = pids.iter().map(|p| rss_kib(*p)).sum();
     ((cpu1 - cpu0) as f64 / ticks as f64 / secs, rss)
-}
-
-fn playing(http: u16) -> usize {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    use std::io::Write;
-    let _ = write!(s, "GET /api/v1/cameras HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.matches("\"state\":\"playing\"").count()
 }
 
 fn wait(mut f: impl FnMut() -> bool) {

@@ -29,15 +29,16 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{clock_ticks, cpu_ticks, free_tcp_port, load_average, ready_port, rss_kib, Proc};
+use common::{
+    camera_tools_missing, cameras_playing, clock_ticks, cpu_ticks, free_tcp_port, load_average,
+    make_camera_clip, ready_port, rss_kib, wait, Proc, TempDir,
+};
 
 const CAMERAS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -55,7 +56,7 @@ fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let measure = Duration::from_secs(if bench { 10 } else { 2 });
     let warm_up = Duration::from_secs(if bench { 3 } else { 1 });
-    if let Some(why) = missing_tools() {
+    if let Some(why) = camera_tools_missing(true) {
         println!("relay bench skipped: {why}");
         return;
     }
@@ -68,9 +69,9 @@ fn main() {
     let only_camgate = std::env::var("CAMGATE_RELAY_ONLY").is_ok_and(|v| v == "camgate");
     let bin = env!("CARGO_BIN_EXE_camgate");
     let ticks = clock_ticks();
-    let dir = TempDir::new();
+    let dir = TempDir::new("relay");
     let clip = dir.0.join("clip.h264");
-    make_clip(&clip);
+    make_camera_clip(&clip, FPS);
     let clip_secs = 4.0;
     let clip_kbit = std::fs::metadata(&clip).unwrap().len() as f64 * 8.0 / 1000.0 / clip_secs;
     println!(
@@ -143,7 +144,7 @@ fn main() {
             wait(Duration::from_secs(15), || {
                 TcpStream::connect(("127.0.0.1", http)).is_ok()
             });
-            wait(Duration::from_secs(60), || playing(http) == n);
+            wait(Duration::from_secs(60), || cameras_playing(http) == n);
             sinks.wait_flowing(Duration::from_secs(60));
             std::thread::sleep(warm_up);
             let (cpu, rss, rates) = measure_window(&[gw.0.id()], ticks, measure, &sinks);
@@ -163,60 +164,50 @@ fn main() {
         }
 
         if !only_camgate {
+            // A relay process per camera, measured as camgate is.
+            let baseline = |what: &str, relay: &dyn Fn(usize) -> Command| {
+                let procs: Vec<Proc> = (0..n)
+                    .map(|i| {
+                        Proc(
+                            relay(i)
+                                .stdout(Stdio::null())
+                                .stderr(Stdio::null())
+                                .spawn()
+                                .unwrap(),
+                        )
+                    })
+                    .collect();
+                sinks.wait_flowing(Duration::from_secs(60));
+                std::thread::sleep(warm_up);
+                let pids: Vec<u32> = procs.iter().map(|p| p.0.id()).collect();
+                let (cpu, rss, rates) = measure_window(&pids, ticks, measure, &sinks);
+                check(what, &rates);
+                report(what, n, cpu, rss, &rates, clip_kbit);
+                cpu
+            };
             // ffmpeg: one stream copy per camera.
-            let procs: Vec<Proc> = (0..n)
-                .map(|i| {
-                    Proc(
-                        Command::new("ffmpeg")
-                            .args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i"])
-                            .arg(url(i))
-                            .args(["-c", "copy", "-f", "rtp"])
-                            .arg(format!("rtp://127.0.0.1:{}", sinks.ports[i]))
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn()
-                            .unwrap(),
-                    )
-                })
-                .collect();
-            sinks.wait_flowing(Duration::from_secs(60));
-            std::thread::sleep(warm_up);
-            let pids: Vec<u32> = procs.iter().map(|p| p.0.id()).collect();
-            let (cpu, rss, rates) = measure_window(&pids, ticks, measure, &sinks);
-            check("ffmpeg", &rates);
-            report("ffmpeg", n, cpu, rss, &rates, clip_kbit);
-            let ffmpeg_cpu = cpu;
-            drop(procs);
-
+            let ffmpeg_cpu = baseline("ffmpeg", &|i| {
+                let mut c = Command::new("ffmpeg");
+                c.args(["-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i"])
+                    .arg(url(i))
+                    .args(["-c", "copy", "-f", "rtp"])
+                    .arg(format!("rtp://127.0.0.1:{}", sinks.ports[i]));
+                c
+            });
             // GStreamer: one pipeline per camera, depayloaded and payloaded
             // again as camgate does.
-            let procs: Vec<Proc> = (0..n)
-                .map(|i| {
-                    Proc(
-                        Command::new("gst-launch-1.0")
-                            .arg("-q")
-                            .arg("rtspsrc")
-                            .arg(format!("location={}", url(i)))
-                            .args(["protocols=tcp", "latency=0", "!", "rtph264depay", "!"])
-                            .args(["rtph264pay", "config-interval=-1", "pt=96", "!", "udpsink"])
-                            .arg("host=127.0.0.1")
-                            .arg(format!("port={}", sinks.ports[i]))
-                            .args(["sync=false", "async=false"])
-                            .stdout(Stdio::null())
-                            .stderr(Stdio::null())
-                            .spawn()
-                            .unwrap(),
-                    )
-                })
-                .collect();
-            sinks.wait_flowing(Duration::from_secs(60));
-            std::thread::sleep(warm_up);
-            let pids: Vec<u32> = procs.iter().map(|p| p.0.id()).collect();
-            let (cpu, rss, rates) = measure_window(&pids, ticks, measure, &sinks);
-            check("gst", &rates);
-            report("gst", n, cpu, rss, &rates, clip_kbit);
-            let gst_cpu = cpu;
-            drop(procs);
+            let gst_cpu = baseline("gst", &|i| {
+                let mut c = Command::new("gst-launch-1.0");
+                c.arg("-q")
+                    .arg("rtspsrc")
+                    .arg(format!("location={}", url(i)))
+                    .args(["protocols=tcp", "latency=0", "!", "rtph264depay", "!"])
+                    .args(["rtph264pay", "config-interval=-1", "pt=96", "!", "udpsink"])
+                    .arg("host=127.0.0.1")
+                    .arg(format!("port={}", sinks.ports[i]))
+                    .args(["sync=false", "async=false"]);
+                c
+            });
             println!(
                 "{:>8} {n:>5} ffmpeg/camgate {:.2}x, gst/camgate {:.2}x (CPU per camera)",
                 "ratio",
@@ -366,91 +357,5 @@ impl Sinks {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Why the bench cannot run here, if it cannot.
-fn missing_tools() -> Option<String> {
-    let ok = |cmd: &mut Command| {
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(Command::new("ffmpeg").arg("-version")) {
-        return Some("no ffmpeg".into());
-    }
-    if !ok(Command::new("gst-launch-1.0").arg("--version")) {
-        return Some("no gst-launch-1.0".into());
-    }
-    if !ok(Command::new("/usr/bin/python3").args([
-        "-c",
-        "import gi; gi.require_version('GstRtspServer', '1.0'); \
-         from gi.repository import GstRtspServer",
-    ])) {
-        return Some("no GStreamer RTSP server for Python (gir1.2-gst-rtsp-server-1.0)".into());
-    }
-    None
-}
-
-/// Encodes the cameras' clip: 4 s (two GOPs) of 1280x720 at 30 fps, H.264
-/// main, ~4 Mbit/s (noise keeps every picture costly, so the rate holds),
-/// an Annex B stream that loops cleanly (it starts at a keyframe).
-fn make_clip(path: &Path) {
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc2=size=1280x720:rate={FPS},noise=alls=12:allf=t"
-        ))
-        .args(["-t", "4", "-c:v", "libx264", "-preset", "veryfast"])
-        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
-        .args([
-            "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "4M",
-        ])
-        .args([
-            "-x264-params",
-            "keyint=60:min-keyint=60:scenecut=0:bframes=0",
-        ])
-        .args(["-f", "h264"])
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg could not encode the clip");
-}
-
-fn playing(http: u16) -> usize {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    use std::io::Write;
-    let _ = write!(s, "GET /api/v1/cameras HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.matches("\"state\":\"playing\"").count()
-}
-
-fn wait(timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("camgate-relay-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -28,9 +28,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -41,7 +39,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpSocket;
 
 use common::{
-    clock_ticks, cpu_ticks, free_tcp_port, load_average, machine_jiffies, ready_port, rss_kib, Proc,
+    camera_tools_missing, cameras_playing, clock_ticks, cpu_ticks, free_tcp_port, load_average,
+    machine_jiffies, make_camera_clip, ready_port, rss_kib, wait, Proc, TempDir,
 };
 
 const GST_SERVER: &str = concat!(
@@ -64,14 +63,14 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    if let Some(missing) = missing_tools() {
+    if let Some(missing) = camera_tools_missing(false) {
         println!("rtsp_clients bench skipped: {missing}");
         return;
     }
     let ticks = clock_ticks();
-    let dir = TempDir::new();
+    let dir = TempDir::new("rtsp-clients");
     let clip = dir.0.join("camera.h264");
-    make_clip(&clip);
+    make_camera_clip(&clip, 25);
 
     // The camera.
     let mut camera = gst_server(&["--file", clip.to_str().unwrap()]);
@@ -101,7 +100,7 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    wait(Duration::from_secs(30), || playing(http));
+    wait(Duration::from_secs(30), || cameras_playing(http) > 0);
 
     // The baseline: GStreamer re-serving the same camera.
     let mut relay = gst_server(&["--relay", &cam_url]);
@@ -714,50 +713,6 @@ fn resolve(base: &str, control: &str) -> String {
     }
 }
 
-/// Why the bench cannot run here, if it cannot.
-fn missing_tools() -> Option<String> {
-    let ok = |cmd: &mut Command| {
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(Command::new("ffmpeg").arg("-version")) {
-        return Some("no ffmpeg".into());
-    }
-    if !ok(Command::new("/usr/bin/python3").args([
-        "-c",
-        "import gi; gi.require_version('GstRtspServer', '1.0'); \
-         from gi.repository import GstRtspServer",
-    ])) {
-        return Some("no GStreamer RTSP server for Python (gir1.2-gst-rtsp-server-1.0)".into());
-    }
-    None
-}
-
-/// Encodes the camera's clip: 4 s (two GOPs) of 1280x720 at 25 fps, H.264
-/// main, ~4 Mbit/s (noise keeps every picture costly, so the rate holds),
-/// an Annex B stream that loops cleanly (it starts at a keyframe).
-fn make_clip(path: &Path) {
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=1280x720:rate=25,noise=alls=12:allf=t")
-        .args(["-t", "4", "-c:v", "libx264", "-preset", "veryfast"])
-        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
-        .args([
-            "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "4M",
-        ])
-        .args([
-            "-x264-params",
-            "keyint=50:min-keyint=50:scenecut=0:bframes=0",
-        ])
-        .args(["-f", "h264"])
-        .arg(path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg could not encode the clip");
-}
-
 /// tests/support/gst_rtsp_server.py with `extra` options, unauthenticated.
 fn gst_server(extra: &[&str]) -> Proc {
     Proc(
@@ -769,41 +724,4 @@ fn gst_server(extra: &[&str]) -> Proc {
             .spawn()
             .expect("python3 runs"),
     )
-}
-
-fn playing(http: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    use std::io::Write;
-    let _ = write!(s, "GET /api/v1/cameras HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.contains("\"state\":\"playing\"")
-}
-
-fn wait(timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("camgate-rtsp-clients-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -99,3 +99,95 @@ pub fn ready_port(child: &mut Child, timeout: std::time::Duration) -> Option<u16
     });
     rx.recv_timeout(timeout).ok().flatten()
 }
+
+/// A directory of the bench's own, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// `camgate-{tag}-{pid}` in the system's temporary directory.
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("camgate-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` every 100 ms until it is true; panics after `timeout`.
+pub fn wait(timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Cameras the gateway on `http` says are playing (0 when it does not
+/// answer).
+pub fn cameras_playing(http: u16) -> usize {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", http)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(s, "GET /api/v1/cameras HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.matches("\"state\":\"playing\"").count()
+}
+
+/// Why a bench with GStreamer's RTSP server as its camera (and ffmpeg, and
+/// `gst-launch-1.0` when `gst_launch`) cannot run here, if it cannot.
+pub fn camera_tools_missing(gst_launch: bool) -> Option<String> {
+    let ok = |cmd: &mut Command| {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok(Command::new("ffmpeg").arg("-version")) {
+        return Some("no ffmpeg".into());
+    }
+    if gst_launch && !ok(Command::new("gst-launch-1.0").arg("--version")) {
+        return Some("no gst-launch-1.0".into());
+    }
+    if !ok(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import gi; gi.require_version('GstRtspServer', '1.0'); \
+         from gi.repository import GstRtspServer",
+    ])) {
+        return Some("no GStreamer RTSP server for Python (gir1.2-gst-rtsp-server-1.0)".into());
+    }
+    None
+}
+
+/// Encodes a camera clip: 4 s (two GOPs) of 1280x720 at `fps`, H.264 main,
+/// ~4 Mbit/s (noise keeps every picture costly, so the rate holds), an
+/// Annex B stream that loops cleanly (it starts at a keyframe).
+pub fn make_camera_clip(path: &std::path::Path, fps: u32) {
+    let gop = 2 * fps;
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "testsrc2=size=1280x720:rate={fps},noise=alls=12:allf=t"
+        ))
+        .args(["-t", "4", "-c:v", "libx264", "-preset", "veryfast"])
+        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
+        .args([
+            "-b:v", "4M", "-minrate", "4M", "-maxrate", "4M", "-bufsize", "4M",
+        ])
+        .arg("-x264-params")
+        .arg(format!(
+            "keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"
+        ))
+        .args(["-f", "h264"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not encode the clip");
+}
