@@ -267,7 +267,7 @@ impl ClusterNode {
             ..Known::default()
         };
         let revision = match snapshot(&mut client, &self.cfg.prefix, |key, value| {
-            self.apply(&mut known, key, Some(value))
+            self.apply(&mut known, key, Some(value), false)
         })
         .await
         {
@@ -373,7 +373,7 @@ impl ClusterNode {
                                 EventType::Put => Some(kv.value()),
                                 EventType::Delete => None,
                             };
-                            self.apply(&mut known, kv.key(), value);
+                            self.apply(&mut known, kv.key(), value, true);
                         }
                         // With thousands of cameras a watch answer comes
                         // per claim: the view is shared at most every
@@ -433,7 +433,9 @@ impl ClusterNode {
     }
 
     /// Applies one key's new value (`None`: deleted) to `known`.
-    fn apply(&self, known: &mut Known, key: &[u8], value: Option<&[u8]>) {
+    /// With `to_view`, owner changes also go to the shared view at once
+    /// (a snapshot's owners go to it in one piece when it is read).
+    fn apply(&self, known: &mut Known, key: &[u8], value: Option<&[u8]>, to_view: bool) {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
@@ -461,7 +463,9 @@ impl ClusterNode {
                 known.states.remove(&name);
             }
             ("owners", Some(t)) => {
-                self.view.set_owner(&name, Some(t));
+                if to_view {
+                    self.view.set_owner(&name, Some(t));
+                }
                 if t == self.cfg.node_id {
                     known.owned_here.insert(name.clone());
                 } else {
@@ -470,7 +474,9 @@ impl ClusterNode {
                 known.owners.insert(name, t.to_string());
             }
             ("owners", None) => {
-                self.view.set_owner(&name, None);
+                if to_view {
+                    self.view.set_owner(&name, None);
+                }
                 known.owned_here.remove(&name);
                 if let Some(prev) = known.owners.remove(&name) {
                     known.last_owner.insert(name, prev);
