@@ -12,6 +12,8 @@
 
 pub mod negotiate;
 mod opus_feed;
+mod packets;
+mod srtp;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +23,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use webrtc::api::interceptor_registry::configure_rtcp_reports;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
@@ -29,7 +30,6 @@ use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice::udp_mux::{UDPMux, UDPMuxDefault, UDPMuxParams};
 use webrtc::ice::udp_network::UDPNetwork;
-use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -48,8 +48,9 @@ use crate::config::WebrtcConfig;
 use crate::egress::places::{Names, Places};
 use negotiate::{CameraVideo, NegotiationError, Profile};
 
-/// NACK history per viewer: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
-const NACK_HISTORY_LOG2: u8 = 9;
+/// Send buffer of the UDP socket (bytes; the kernel doubles it and caps it
+/// at net.core.wmem_max).
+const SEND_BUFFER: usize = 4 << 20;
 /// How long an offer for an on-demand camera waits for its stream.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(15);
 /// How long ICE gathering may take before the answer goes out with what
@@ -107,6 +108,11 @@ pub struct WebrtcEgress {
     tasks: TaskTracker,
     /// AAC-to-Opus transcoders, one per camera that has viewers needing it.
     opus_feeds: opus_feed::OpusFeeds,
+    /// Each camera's pictures cut into RTP payloads once for its viewers.
+    pictures: packets::PictureLogs,
+    /// The UDP socket again (a second descriptor): viewers' SRTP leaves
+    /// from it, beside the ICE mux that reads it.
+    socket: Arc<tokio::net::UdpSocket>,
 }
 
 impl WebrtcEgress {
@@ -116,6 +122,16 @@ impl WebrtcEgress {
             .await
             .map_err(|e| format!("cannot bind the WebRTC UDP port {}: {e}", config.udp_listen))?;
         let local_addr = socket.local_addr().map_err(|e| e.to_string())?;
+        let send_socket = socket2::SockRef::from(&socket)
+            .try_clone()
+            .and_then(|s| {
+                // Room for a picture to every viewer at once; the kernel
+                // caps it at net.core.wmem_max.
+                let _ = s.set_send_buffer_size(SEND_BUFFER);
+                s.set_nonblocking(true)?;
+                tokio::net::UdpSocket::from_std(s.into())
+            })
+            .map_err(|e| format!("cannot share the WebRTC UDP port {local_addr}: {e}"))?;
         let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
         tracing::info!(udp = %local_addr, "WebRTC viewers share this UDP port");
         Ok(Arc::new(WebrtcEgress {
@@ -133,6 +149,8 @@ impl WebrtcEgress {
             ),
             tasks: TaskTracker::new(),
             opus_feeds: Default::default(),
+            pictures: Default::default(),
+            socket: Arc::new(send_socket),
         }))
     }
 
@@ -257,11 +275,9 @@ impl WebrtcEgress {
                 )
                 .map_err(|e| WhepError::Internal(e.to_string()))?;
         }
-        let mut registry = Registry::new();
-        registry.add(Box::new(
-            Responder::builder().with_log2_size(NACK_HISTORY_LOG2),
-        ));
-        registry = configure_rtcp_reports(registry);
+        // No interceptors: the media does not go through the crate (NACKs
+        // and sender reports are the viewer task's, see `viewer`).
+        let registry = Registry::new();
 
         let api = APIBuilder::new()
             .with_media_engine(media)
@@ -277,7 +293,7 @@ impl WebrtcEgress {
         let result = self
             .answer(&pc, &offer, &video_codec, audio_codec.as_ref())
             .await;
-        let (sdp, video, video_sender, audio) = match result {
+        let (sdp, video_sender, audio_sender) = match result {
             Ok(r) => r,
             Err(e) => {
                 let _ = pc.close().await;
@@ -294,11 +310,36 @@ impl WebrtcEgress {
         for note in &choice.notes {
             tracing::info!(session = %id, "{note}");
         }
+        let ssrc = |sender: &Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>| {
+            let sender = sender.clone();
+            async move {
+                sender
+                    .get_parameters()
+                    .await
+                    .encodings
+                    .first()
+                    .map_or(0, |e| e.ssrc)
+            }
+        };
+        let video = viewer::StreamId {
+            ssrc: ssrc(&video_sender).await,
+            payload_type: choice.video.payload_type,
+        };
+        let audio = match (audio_sender, &choice.audio) {
+            (Some(sender), Some(a)) => {
+                let id = viewer::StreamId {
+                    ssrc: ssrc(&sender).await,
+                    payload_type: a.payload_type,
+                };
+                Some((sender, id, a.clock_rate))
+            }
+            _ => None,
+        };
         let viewer = viewer::Viewer {
             pc,
-            video,
             video_sender,
-            audio: audio.map(|(t, s)| (t, s, choice.audio.as_ref().map_or(8000, |a| a.clock_rate))),
+            video,
+            audio,
             opus: choice.audio.as_ref().filter(|a| a.from_aac).map(|_| {
                 self.opus_feeds
                     .subscribe(&cam.config.id, &cam.hub, &cam.cancel, &self.tasks)
@@ -307,8 +348,11 @@ impl WebrtcEgress {
             guard,
             hub: cam.hub.clone(),
             stats: cam.stats.clone(),
+            pictures: self
+                .pictures
+                .get(&cam.config.id, &cam.hub, self.config.payload_size),
+            socket: self.socket.clone(),
             fast_start: options.fast_start.unwrap_or(self.config.fast_start),
-            payload_size: self.config.payload_size,
             connect_timeout: self.config.connect_timeout,
             disconnect_timeout: self.config.disconnect_timeout,
             _place: place,
@@ -376,6 +420,8 @@ impl WebrtcEgress {
             self.mux.clone() as Arc<dyn UDPMux + Send + Sync>
         ));
         s.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]);
+        // The SRTP profiles `srtp` implements.
+        s.set_srtp_protection_profiles(srtp::PROFILES.to_vec());
         // Browsers hide their addresses behind mDNS names; their checks
         // reach us anyway (peer-reflexive), so no multicast queries.
         s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
@@ -406,15 +452,13 @@ impl WebrtcEgress {
     ) -> Result<
         (
             String,
-            Arc<TrackLocalStaticRTP>,
             Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
-            Option<(
-                Arc<TrackLocalStaticRTP>,
-                Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>,
-            )>,
+            Option<Arc<webrtc::rtp_transceiver::rtp_sender::RTCRtpSender>>,
         ),
         WhepError,
     > {
+        // The tracks are for negotiation only (their SSRCs go in the
+        // answer): nothing is ever written to them.
         let video = Arc::new(TrackLocalStaticRTP::new(
             video_codec.clone(),
             "video".into(),
@@ -435,7 +479,7 @@ impl WebrtcEgress {
                     .add_track(track.clone() as Arc<dyn TrackLocal + Send + Sync>)
                     .await
                     .map_err(|e| WhepError::Internal(e.to_string()))?;
-                Some((track, sender))
+                Some(sender)
             }
             None => None,
         };
@@ -473,7 +517,7 @@ impl WebrtcEgress {
             .copied()
             .collect();
         let sdp = add_host_candidates(&local.sdp, &extra, self.local_addr.port());
-        Ok((sdp, video, video_sender, audio))
+        Ok((sdp, video_sender, audio))
     }
 }
 

@@ -1,30 +1,39 @@
 //! One viewer's life: wait for ICE and DTLS, start from the cached GOP (fast
 //! start), pass the camera's pictures through, answer its keyframe requests
-//! from the cache, and end on DELETE, ICE failure, a disconnect that lasts,
-//! camera removal or shutdown, closing the peer connection so every task
-//! and socket it held is freed.
+//! from the cache and its NACKs from the packets it was sent, report the
+//! streams' clocks (RTCP SR), and end on DELETE, ICE failure, a disconnect
+//! that lasts, camera removal or shutdown, closing the peer connection so
+//! every task and socket it held is freed.
+//!
+//! The `webrtc` crate negotiates, runs ICE and DTLS and reads the viewer's
+//! RTCP; the media does not go through it. The payloads of a picture come
+//! from the camera's shared [`PictureLog`]; this task writes each packet's
+//! header and SRTP into one buffer per picture and sends it to the
+//! viewer's ICE address from the gateway's UDP port in one system call
+//! (UDP GSO, [`UdpBatch`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
+use webrtc::dtls_transport::RTCDtlsTransport;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp;
-use webrtc::rtp;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
-use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
-use webrtc::track::track_local::TrackLocalWriter;
 
 use super::opus_feed::{OpusPacket, OpusSubscription};
-use crate::camera::codec::VideoPacketizer;
+use super::packets::PictureLog;
+use super::srtp::{Header, PacketIndex, SrtpSender};
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
 use crate::egress::clock::ViewerClock;
 use crate::egress::rtp::Timeline;
-use crate::h264::packetizer::Payload;
+use crate::egress::udp_batch::UdpBatch;
 
 /// A viewer's keyframe requests are answered from the cache at most this
 /// often.
@@ -33,20 +42,38 @@ const MIN_BURST_GAP: Duration = Duration::from_secs(1);
 /// 2 Mbit/s camera goes out in about 100 ms instead of at once, which
 /// would overflow the viewer's receive buffer and lose packets.
 const BURST_RATE: f64 = 5_000_000.0;
+/// Sent video packets kept for NACKs: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
+const HISTORY: usize = 512;
+/// How often each stream's sender report goes out (and the viewer's ICE
+/// address is looked up again).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a viewer asks for over RTCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Feedback {
     /// PLI or FIR.
     Keyframe,
+    /// Generic NACK: these video sequence numbers again.
+    Nack(Vec<u16>),
+}
+
+/// An outgoing RTP stream as negotiated.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StreamId {
+    /// The SSRC the crate put in the answer.
+    pub ssrc: u32,
+    /// The payload type the answer gives the codec.
+    pub payload_type: u8,
 }
 
 /// Everything a viewer task owns.
 pub(super) struct Viewer {
     pub pc: Arc<RTCPeerConnection>,
-    pub video: Arc<TrackLocalStaticRTP>,
+    /// Its transport gives the SRTP keys and the ICE address; its RTCP is
+    /// read for feedback.
     pub video_sender: Arc<RTCRtpSender>,
-    pub audio: Option<(Arc<TrackLocalStaticRTP>, Arc<RTCRtpSender>, u32)>,
+    pub video: StreamId,
+    pub audio: Option<(Arc<RTCRtpSender>, StreamId, u32)>,
     /// Opus made from the camera's AAC, when that is the audio sent (the
     /// camera's own audio packets are then not).
     pub opus: Option<OpusSubscription>,
@@ -54,23 +81,109 @@ pub(super) struct Viewer {
     pub guard: ConsumerGuard,
     pub hub: Arc<Hub>,
     pub stats: Arc<CameraStats>,
+    /// The camera's pictures cut into payloads, shared with its viewers.
+    pub pictures: Arc<PictureLog>,
+    /// The gateway's WebRTC UDP socket (a second descriptor of the one the
+    /// ICE mux reads).
+    pub socket: Arc<UdpSocket>,
     pub fast_start: bool,
-    pub payload_size: usize,
     pub connect_timeout: Duration,
     pub disconnect_timeout: Duration,
     /// Given back when the task ends (the viewer counts).
     pub _place: crate::egress::places::Place,
 }
 
+/// Where and how packets leave, once ICE and DTLS are up.
+struct Wire {
+    socket: Arc<UdpSocket>,
+    /// The viewer's address on the selected ICE candidate pair.
+    dest: SocketAddr,
+    srtp: SrtpSender,
+    /// The packets of one picture (or one audio packet).
+    batch: UdpBatch,
+}
+
+impl Wire {
+    /// Protects one packet into the batch (sending what was there first
+    /// when it cannot join); returns its SRTP length.
+    async fn put(&mut self, header: &Header, roc: u32, payload: &[u8]) -> usize {
+        let len = 12 + payload.len() + self.srtp.overhead();
+        if !self.batch.has_room(len) {
+            self.batch.flush(&self.socket, self.dest).await;
+        }
+        self.srtp.protect(header, roc, payload, self.batch.buf());
+        self.batch.appended(len);
+        len
+    }
+
+    async fn flush(&mut self) {
+        self.batch.flush(&self.socket, self.dest).await;
+    }
+}
+
+/// The viewer's address on the selected ICE candidate pair.
+async fn ice_address(dtls: &RTCDtlsTransport) -> Option<SocketAddr> {
+    let pair = dtls.ice_transport().get_selected_candidate_pair().await?;
+    let ip: IpAddr = pair.remote.address.parse().ok()?;
+    Some(SocketAddr::new(ip, pair.remote.port))
+}
+
+/// What a sender report says of a stream (RFC 3550 6.4.1): the RTP time
+/// of the last packet and when it left, as the `webrtc` crate's report
+/// interceptor had it.
+#[derive(Debug, Default)]
+struct Report {
+    last: Option<(u32, SystemTime)>,
+    packets: u32,
+    octets: u32,
+}
+
+impl Report {
+    fn sent(&mut self, ts: u32, packets: u32, octets: usize) {
+        self.last = Some((ts, SystemTime::now()));
+        self.packets = self.packets.wrapping_add(packets);
+        self.octets = self.octets.wrapping_add(octets as u32);
+    }
+
+    fn sender_report(
+        &self,
+        ssrc: u32,
+        clock_rate: u32,
+    ) -> Option<rtcp::sender_report::SenderReport> {
+        let (ts, at) = self.last?;
+        let now = SystemTime::now();
+        let since = now.duration_since(at).unwrap_or_default().as_secs_f64();
+        Some(rtcp::sender_report::SenderReport {
+            ssrc,
+            ntp_time: webrtc::rtp::extension::abs_send_time_extension::unix2ntp(now),
+            rtp_time: ts.wrapping_add((since * f64::from(clock_rate)) as u32),
+            packet_count: self.packets,
+            octet_count: self.octets,
+            ..Default::default()
+        })
+    }
+}
+
+/// A sent video packet, for NACKs.
+#[derive(Debug, Clone)]
+struct Sent {
+    index: u64,
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+}
+
 /// The video sender's state.
 struct VideoOut {
-    track: Arc<TrackLocalStaticRTP>,
+    id: StreamId,
+    pictures: Arc<PictureLog>,
     /// The camera's parameter sets, sent before each keyframe.
     info: watch::Receiver<StreamInfo>,
-    packetizer: VideoPacketizer,
-    payloads: Vec<Payload>,
-    seq: u16,
+    index: PacketIndex,
+    /// The last [`HISTORY`] packets by index.
+    history: Vec<Option<Sent>>,
     clock: ViewerClock,
+    report: Report,
     /// The last picture sent (to cut the cached GOP at it).
     last_sent: Option<Arc<VideoFrame>>,
     wait_keyframe: bool,
@@ -80,56 +193,97 @@ struct VideoOut {
 impl VideoOut {
     async fn send(
         &mut self,
+        wire: &mut Wire,
         frame: &Arc<VideoFrame>,
         ts: u32,
         session: &Consumer,
         stats: &CameraStats,
     ) -> bool {
-        self.payloads.clear();
-        {
+        let payloads = {
             // Borrowed, not cloned: this runs for every picture of every
             // viewer.
             let info = self.info.borrow_and_update();
-            self.packetizer.packetize(
-                frame.codec,
-                &frame.au,
-                info.video_params.as_ref(),
-                &mut self.payloads,
-            );
-        }
-        for p in &self.payloads {
-            let pkt = rtp::packet::Packet {
-                header: rtp::header::Header {
-                    version: 2,
-                    marker: p.marker,
-                    sequence_number: self.seq,
-                    timestamp: ts,
-                    ..Default::default()
-                },
-                payload: p.data.clone(),
+            self.pictures.payloads(frame, &info)
+        };
+        let mut bytes = 0usize;
+        for p in payloads.iter() {
+            let index = self.index.peek();
+            let (seq, roc) = self.index.next();
+            let header = Header {
+                payload_type: self.id.payload_type,
+                marker: p.marker,
+                seq,
+                timestamp: ts,
+                ssrc: self.id.ssrc,
             };
-            self.seq = self.seq.wrapping_add(1);
+            wire.put(&header, roc, &p.data).await;
+            self.history[index as usize % HISTORY] = Some(Sent {
+                index,
+                timestamp: ts,
+                marker: p.marker,
+                payload: p.data.clone(),
+            });
             let len = 12 + p.data.len();
-            if let Err(e) = self.track.write_rtp(&pkt).await {
-                tracing::debug!(error = %e, "viewer write failed");
-                return false;
-            }
             session.count_packet(len);
-            CameraStats::add(&stats.viewer_packets, 1);
-            CameraStats::add(&stats.viewer_bytes, len as u64);
+            bytes += len;
         }
+        wire.flush().await;
+        let n = payloads.len();
+        CameraStats::add(&stats.viewer_packets, n as u64);
+        CameraStats::add(&stats.viewer_bytes, bytes as u64);
+        self.report.sent(ts, n as u32, bytes - 12 * n);
         session.frames_sent.fetch_add(1, Relaxed);
         self.last_sent = Some(frame.clone());
         true
     }
 
+    /// Sends the packets of `seqs` again, those still in the history.
+    async fn resend(&mut self, wire: &mut Wire, seqs: &[u16]) {
+        let mut any = false;
+        for &seq in seqs {
+            // The newest index with this sequence number.
+            let next = self.index.peek();
+            let back = u64::from((next as u16).wrapping_sub(seq));
+            if back == 0 || back > HISTORY as u64 || back > next {
+                continue;
+            }
+            let index = next - back;
+            let Some(sent) = self.history[index as usize % HISTORY]
+                .as_ref()
+                .filter(|s| s.index == index)
+            else {
+                continue;
+            };
+            let (seq, roc) = PacketIndex::split(index);
+            let header = Header {
+                payload_type: self.id.payload_type,
+                marker: sent.marker,
+                seq,
+                timestamp: sent.timestamp,
+                ssrc: self.id.ssrc,
+            };
+            let payload = sent.payload.clone();
+            wire.put(&header, roc, &payload).await;
+            any = true;
+        }
+        if any {
+            wire.flush().await;
+        }
+    }
+
     /// Replays `frames` compressed in time.
-    async fn burst(&mut self, frames: &[Arc<VideoFrame>], session: &Consumer, stats: &CameraStats) {
+    async fn burst(
+        &mut self,
+        wire: &mut Wire,
+        frames: &[Arc<VideoFrame>],
+        session: &Consumer,
+        stats: &CameraStats,
+    ) {
         let start = Instant::now();
         let mut bytes = 0usize;
         for f in frames {
             let ts = self.clock.burst(f);
-            if !self.send(f, ts, session, stats).await {
+            if !self.send(wire, f, ts, session, stats).await {
                 return;
             }
             bytes += f.au.len_bytes();
@@ -142,16 +296,20 @@ impl VideoOut {
 
 /// The audio sender's state.
 struct AudioOut {
-    track: Arc<TrackLocalStaticRTP>,
-    seq: u16,
+    id: StreamId,
+    clock_rate: u32,
+    index: PacketIndex,
     timeline: Timeline,
+    report: Report,
 }
 
 impl AudioOut {
     /// Sends one payload whose input timestamp `ts` is on input timeline
     /// `timeline`.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &mut self,
+        wire: &mut Wire,
         payload: &Bytes,
         timeline: u64,
         ts: u32,
@@ -160,20 +318,18 @@ impl AudioOut {
         session: &Consumer,
     ) {
         let ts = self.timeline.map(timeline, ts, received);
-        let p = rtp::packet::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker,
-                sequence_number: self.seq,
-                timestamp: ts,
-                ..Default::default()
-            },
-            payload: payload.clone(),
+        let (seq, roc) = self.index.next();
+        let header = Header {
+            payload_type: self.id.payload_type,
+            marker,
+            seq,
+            timestamp: ts,
+            ssrc: self.id.ssrc,
         };
-        self.seq = self.seq.wrapping_add(1);
-        if self.track.write_rtp(&p).await.is_ok() {
-            session.count_packet(12 + payload.len());
-        }
+        wire.put(&header, roc, payload).await;
+        wire.flush().await;
+        self.report.sent(ts, 1, payload.len());
+        session.count_packet(12 + payload.len());
     }
 }
 
@@ -190,25 +346,26 @@ impl Viewer {
     pub async fn run(self) {
         let Viewer {
             pc,
-            video,
             video_sender,
+            video,
             audio,
             mut opus,
             mut state,
             guard,
             hub,
             stats,
+            pictures,
+            socket,
             fast_start,
-            payload_size,
             connect_timeout,
             disconnect_timeout,
             _place,
         } = self;
         let session = guard.consumer().clone();
         let cancel = session.cancel.clone();
-        let (fb_tx, mut fb_rx) = mpsc::channel::<Feedback>(8);
-        // RTCP from the viewer must be read for the interceptors (NACK
-        // answers, reports) to work; PLI/FIR and reports are ours.
+        let dtls = video_sender.transport();
+        let (fb_tx, mut fb_rx) = mpsc::channel::<Feedback>(16);
+        // RTCP from the viewer: PLI/FIR, NACKs and reports are ours.
         let rtcp_task = tokio::spawn(read_rtcp(
             video_sender.clone(),
             fb_tx,
@@ -217,19 +374,23 @@ impl Viewer {
         ));
         let audio_rtcp_task = audio
             .as_ref()
-            .map(|(_, sender, _)| tokio::spawn(drain_rtcp(sender.clone())));
+            .map(|(sender, _, _)| tokio::spawn(drain_rtcp(sender.clone())));
 
         let started = Instant::now();
         let mut connected_once = false;
         let mut disconnected_since: Option<Instant> = None;
         let mut rx: Option<broadcast::Receiver<MediaEvent>> = None;
+        let mut wire: Option<Wire> = None;
+        let mut reports = tokio::time::interval(REPORT_INTERVAL);
+        reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = VideoOut {
-            track: video,
+            id: video,
+            pictures,
             info: hub.watch_info(),
-            packetizer: VideoPacketizer::new(payload_size),
-            payloads: Vec::with_capacity(64),
-            seq: rand::random(),
+            index: PacketIndex::new(rand::random()),
+            history: vec![None; HISTORY],
             clock: ViewerClock::new(),
+            report: Report::default(),
             last_sent: None,
             wait_keyframe: true,
             last_burst: None,
@@ -237,10 +398,12 @@ impl Viewer {
         // The camera's own audio packets are sent only when they are the
         // audio negotiated (not when it is Opus made from them).
         let audio_is_opus = opus.is_some();
-        let mut audio_out = audio.map(|(track, _, rate)| AudioOut {
-            track,
-            seq: rand::random(),
+        let mut audio_out = audio.map(|(_, id, rate)| AudioOut {
+            id,
+            clock_rate: rate,
+            index: PacketIndex::new(rand::random()),
             timeline: Timeline::new(rate),
+            report: Report::default(),
         });
         session.set_state("connecting");
         let reason: &str = loop {
@@ -269,14 +432,24 @@ impl Viewer {
                         RTCPeerConnectionState::Connected => {
                             disconnected_since = None;
                             session.set_state("connected");
+                            if let (Some(w), Some(dest)) = (wire.as_mut(), ice_address(&dtls).await) {
+                                w.dest = dest;
+                            }
                             if !connected_once {
                                 connected_once = true;
-                                tracing::info!(session = %session.id, after_ms = started.elapsed().as_millis() as u64, "viewer connected");
+                                let w = match open_wire(&dtls, &socket, out.pictures.max_payload()).await {
+                                    Ok(w) => wire.insert(w),
+                                    Err(e) => {
+                                        tracing::warn!(session = %session.id, error = %e, "viewer cannot be sent to");
+                                        break "no SRTP keys or ICE address";
+                                    }
+                                };
+                                tracing::info!(session = %session.id, after_ms = started.elapsed().as_millis() as u64, remote = %w.dest, srtp = ?w.srtp, "viewer connected");
                                 let (gop, live) = hub.subscribe_with_gop();
                                 rx = Some(live);
                                 if fast_start && !gop.is_empty() {
                                     out.wait_keyframe = false;
-                                    out.burst(&gop, &session, &stats).await;
+                                    out.burst(w, &gop, &session, &stats).await;
                                 } else if hub.request_keyframe() {
                                     CameraStats::add(&stats.viewer_refresh_forwarded, 1);
                                 }
@@ -293,27 +466,42 @@ impl Viewer {
                         _ => {}
                     }
                 }
-                Some(fb) = fb_rx.recv() => match fb {
-                    Feedback::Keyframe => {
-                        answer_keyframe_request(&mut out, &hub, &session, &stats).await;
+                _ = reports.tick() => {
+                    let Some(w) = wire.as_mut() else { continue };
+                    if let Some(dest) = ice_address(&dtls).await {
+                        if dest != w.dest {
+                            tracing::debug!(session = %session.id, from = %w.dest, to = %dest, "viewer's ICE address changed");
+                            w.dest = dest;
+                        }
                     }
-                },
+                    send_reports(&pc, &out, audio_out.as_ref()).await;
+                }
+                Some(fb) = fb_rx.recv() => {
+                    let Some(w) = wire.as_mut() else { continue };
+                    match fb {
+                        Feedback::Keyframe => {
+                            answer_keyframe_request(&mut out, w, &hub, &session, &stats).await;
+                        }
+                        Feedback::Nack(seqs) => out.resend(w, &seqs).await,
+                    }
+                }
                 frame = recv_opus(&mut opus) => match frame {
                     Ok(f) => {
                         // Frames before the first picture are dropped, as
                         // the camera's own audio is: they would only delay
                         // the sound behind the picture.
-                        let Some(a) = audio_out.as_mut() else { continue };
+                        let (Some(a), Some(w)) = (audio_out.as_mut(), wire.as_mut()) else { continue };
                         if out.last_sent.is_none() {
                             continue;
                         }
-                        a.send(&f.data, f.timeline, f.timestamp, f.received, false, &session).await;
+                        a.send(w, &f.data, f.timeline, f.timestamp, f.received, false, &session).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => opus = None,
                 },
                 ev = recv_opt(&mut rx) => match ev {
                     Ok(MediaEvent::Video(frame)) => {
+                        let Some(w) = wire.as_mut() else { continue };
                         if out.wait_keyframe {
                             if !frame.keyframe {
                                 continue;
@@ -322,16 +510,16 @@ impl Viewer {
                             session.set_state("sending");
                         }
                         let ts = out.clock.live(&frame);
-                        out.send(&frame, ts, &session, &stats).await;
+                        out.send(w, &frame, ts, &session, &stats).await;
                     }
                     Ok(MediaEvent::Audio(pkt)) => {
-                        let Some(a) = audio_out.as_mut().filter(|_| !audio_is_opus) else {
+                        let (Some(a), Some(w)) = (audio_out.as_mut().filter(|_| !audio_is_opus), wire.as_mut()) else {
                             continue;
                         };
                         if out.last_sent.is_none() {
                             continue;
                         }
-                        a.send(&pkt.payload, pkt.timeline, pkt.timestamp, pkt.received, pkt.marker, &session).await;
+                        a.send(w, &pkt.payload, pkt.timeline, pkt.timestamp, pkt.received, pkt.marker, &session).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         // Too slow for the camera: skip to the next keyframe
@@ -360,11 +548,54 @@ impl Viewer {
     }
 }
 
+/// The SRTP keys DTLS agreed on and the viewer's ICE address, once both
+/// are up (the peer connection is connected).
+async fn open_wire(
+    dtls: &RTCDtlsTransport,
+    socket: &Arc<UdpSocket>,
+    max_payload: usize,
+) -> Result<Wire, String> {
+    let (profile, key, salt) = dtls
+        .srtp_local_keys()
+        .await
+        .ok_or("DTLS gave no SRTP keys")?;
+    let srtp = SrtpSender::new(profile, &key, &salt).map_err(|e| e.to_string())?;
+    let dest = ice_address(dtls)
+        .await
+        .ok_or("no selected ICE candidate pair")?;
+    let batch = UdpBatch::new(socket, 12 + max_payload + srtp.overhead());
+    Ok(Wire {
+        socket: socket.clone(),
+        dest,
+        srtp,
+        batch,
+    })
+}
+
+/// Sender reports for the streams that have sent something, through the
+/// crate's SRTCP.
+async fn send_reports(pc: &RTCPeerConnection, video: &VideoOut, audio: Option<&AudioOut>) {
+    let mut packets: Vec<Box<dyn rtcp::packet::Packet + Send + Sync>> = Vec::with_capacity(2);
+    if let Some(sr) = video.report.sender_report(video.id.ssrc, 90_000) {
+        packets.push(Box::new(sr));
+    }
+    if let Some(sr) = audio.and_then(|a| a.report.sender_report(a.id.ssrc, a.clock_rate)) {
+        packets.push(Box::new(sr));
+    }
+    if packets.is_empty() {
+        return;
+    }
+    if let Err(e) = pc.write_rtcp(&packets).await {
+        tracing::debug!(error = %e, "sender report not sent");
+    }
+}
+
 /// A viewer lost its picture (PLI/FIR): replay the cached GOP up to the
 /// last picture it got, at once; ask the camera too (rate-limited by the
 /// hub) in case the cache cannot help.
 async fn answer_keyframe_request(
     out: &mut VideoOut,
+    wire: &mut Wire,
     hub: &Hub,
     session: &Consumer,
     stats: &CameraStats,
@@ -382,7 +613,7 @@ async fn answer_keyframe_request(
         .and_then(|last| gop.iter().position(|f| Arc::ptr_eq(f, last)));
     tracing::debug!(session = %session.id, gop = gop.len(), replay = ?upto.map(|i| i + 1), last = ?out.last_sent.as_ref().map(|f| f.au.timestamp), first = ?gop.first().map(|f| f.au.timestamp), newest = ?gop.last().map(|f| f.au.timestamp), "viewer asked for a keyframe");
     match upto {
-        Some(i) => out.burst(&gop[..=i], session, stats).await,
+        Some(i) => out.burst(wire, &gop[..=i], session, stats).await,
         // A keyframe newer than the viewer's last picture is on its way to
         // it already.
         None if gop
@@ -444,15 +675,23 @@ async fn read_rtcp(
             } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
                 session.nacks.fetch_add(1, Relaxed);
                 CameraStats::add(&stats.viewer_nacks, 1);
-                // The NACK responder interceptor resends from its history;
-                // count what was asked for.
-                let asked: u64 = nack
+                // The media loop resends from its history; count what was
+                // asked for.
+                let seqs: Vec<u16> = nack
                     .nacks
                     .iter()
-                    .map(|n| 1 + u64::from(n.lost_packets.count_ones()))
-                    .sum();
+                    .flat_map(|n| {
+                        std::iter::once(n.packet_id).chain(
+                            (0..16u16)
+                                .filter(|b| n.lost_packets & (1 << b) != 0)
+                                .map(|b| n.packet_id.wrapping_add(b + 1)),
+                        )
+                    })
+                    .collect();
+                let asked = seqs.len() as u64;
                 session.retransmitted.fetch_add(asked, Relaxed);
                 CameraStats::add(&stats.viewer_retransmits, asked);
+                let _ = fb.try_send(Feedback::Nack(seqs));
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 for r in &rr.reports {
                     session
