@@ -241,13 +241,9 @@ impl VideoOut {
     async fn resend(&mut self, wire: &mut Wire, seqs: &[u16]) {
         let mut any = false;
         for &seq in seqs {
-            // The newest index with this sequence number.
-            let next = self.index.peek();
-            let back = u64::from((next as u16).wrapping_sub(seq));
-            if back == 0 || back > HISTORY as u64 || back > next {
+            let Some(index) = sent_index(self.index.peek(), seq) else {
                 continue;
-            }
-            let index = next - back;
+            };
             let Some(sent) = self.history[index as usize % HISTORY]
                 .as_ref()
                 .filter(|s| s.index == index)
@@ -292,6 +288,13 @@ impl VideoOut {
         }
         self.last_burst = Some(Instant::now());
     }
+}
+
+/// The packet index of the newest packet sent with sequence number `seq`
+/// when the next index is `next`, if within the last [`HISTORY`] packets.
+fn sent_index(next: u64, seq: u16) -> Option<u64> {
+    let back = u64::from((next as u16).wrapping_sub(seq));
+    (back != 0 && back <= HISTORY as u64 && back <= next).then(|| next - back)
 }
 
 /// The audio sender's state.
@@ -717,4 +720,29 @@ async fn read_rtcp(
 /// Reads and drops RTCP on a sender we take no feedback from.
 async fn drain_rtcp(sender: Arc<RTCRtpSender>) {
     while sender.read_rtcp().await.is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NACKed sequence numbers map to the packets' indexes (so their
+    /// rollover counters) across a wrap, only within the history.
+    #[test]
+    fn nacked_sequence_numbers_find_their_packet_index() {
+        let next = (3u64 << 16) + 5; // seq 5 is next, roc 3
+        assert_eq!(sent_index(next, 4), Some(next - 1));
+        assert_eq!(sent_index(next, 0), Some(3 << 16));
+        // Before the wrap: the previous rollover counter.
+        assert_eq!(sent_index(next, 65_535), Some((3 << 16) - 1));
+        assert_eq!(PacketIndex::split((3 << 16) - 1), (65_535, 2));
+        assert_eq!(sent_index(next, 5), None, "not sent yet");
+        assert_eq!(sent_index(next, 6), None, "too old");
+        assert_eq!(
+            sent_index(next, 5u16.wrapping_sub(HISTORY as u16)),
+            Some(next - HISTORY as u64)
+        );
+        assert_eq!(sent_index(next, 4u16.wrapping_sub(HISTORY as u16)), None);
+        assert_eq!(sent_index(10, 65_000), None, "before the first packet");
+    }
 }
