@@ -44,6 +44,12 @@ const MIN_BURST_GAP: Duration = Duration::from_secs(1);
 const BURST_RATE: f64 = 5_000_000.0;
 /// Sent video packets kept for NACKs: 2^9 = 512 packets, 2.5 s at 2 Mbit/s.
 const HISTORY: usize = 512;
+/// Packets a viewer may have resent per second, and at once (a token
+/// bucket): a viewer that keeps losing packets (a full receive buffer, a
+/// lossy link) must not make the gateway send it several times the
+/// stream, which would only make it lose more.
+const RESEND_RATE: f64 = 100.0;
+const RESEND_BURST: f64 = 100.0;
 /// How often each stream's sender report goes out (and the viewer's ICE
 /// address is looked up again).
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -184,6 +190,8 @@ struct VideoOut {
     history: Vec<Option<Sent>>,
     clock: ViewerClock,
     report: Report,
+    /// Resends allowed now (up to [`RESEND_BURST`]) and when that was.
+    resend_budget: (f64, Instant),
     /// The last picture sent (to cut the cached GOP at it).
     last_sent: Option<Arc<VideoFrame>>,
     wait_keyframe: bool,
@@ -237,10 +245,19 @@ impl VideoOut {
         true
     }
 
-    /// Sends the packets of `seqs` again, those still in the history.
+    /// Sends the packets of `seqs` again, those still in the history, the
+    /// newest first (the oldest are the likeliest to be too old for the
+    /// viewer's SRTP replay window), within the resend budget.
     async fn resend(&mut self, wire: &mut Wire, seqs: &[u16]) {
+        let now = Instant::now();
+        let (tokens, since) = self.resend_budget;
+        let mut tokens =
+            (tokens + now.duration_since(since).as_secs_f64() * RESEND_RATE).min(RESEND_BURST);
         let mut any = false;
-        for &seq in seqs {
+        for &seq in seqs.iter().rev() {
+            if tokens < 1.0 {
+                break;
+            }
             let Some(index) = sent_index(self.index.peek(), seq) else {
                 continue;
             };
@@ -260,8 +277,10 @@ impl VideoOut {
             };
             let payload = sent.payload.clone();
             wire.put(&header, roc, &payload).await;
+            tokens -= 1.0;
             any = true;
         }
+        self.resend_budget = (tokens, now);
         if any {
             wire.flush().await;
         }
@@ -394,6 +413,7 @@ impl Viewer {
             history: vec![None; HISTORY],
             clock: ViewerClock::new(),
             report: Report::default(),
+            resend_budget: (RESEND_BURST, Instant::now()),
             last_sent: None,
             wait_keyframe: true,
             last_burst: None,
