@@ -24,6 +24,10 @@
 //! `CAMGATE_VIEWERS_N=50,200 cargo bench --bench viewers`. Under
 //! `cargo test` it runs a smoke pass with two viewers of each server and
 //! asserts that every viewer gets every packet at the camera's rate.
+//! `CAMGATE_VIEWERS_JANUS_LOOPS=2` runs Janus with that many event loops
+//! (its default is a thread per viewer); `CAMGATE_VIEWERS_DEBUG=1` prints
+//! Janus's offers and the answers, and keeps Janus's log (ICE at debug
+//! level) in /tmp/camgate-viewers-janus.log.
 
 mod common;
 #[path = "viewers/janus.rs"]
@@ -33,6 +37,7 @@ mod peers;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -66,6 +71,17 @@ fn main() {
     if let Some(why) = janus::missing() {
         panic!("{why}");
     }
+    // One build for the whole run, whatever cargo writes meanwhile (the
+    // tree is shared).
+    let bin = TempDir::new("viewers-bin");
+    let camgate = bin.0.join("camgate");
+    std::fs::copy(env!("CARGO_BIN_EXE_camgate"), &camgate).expect("copy camgate");
+    let built = std::fs::metadata(env!("CARGO_BIN_EXE_camgate"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or(String::new(), |d| format!(", built {} s ago", d.as_secs()));
+    println!("camgate: {}{built}", env!("CARGO_BIN_EXE_camgate"));
     println!(
         "viewer bench: {} s windows, peers decrypt 1 packet in {sample}, load {:.1} on {} cores",
         window.as_secs(),
@@ -93,7 +109,7 @@ fn main() {
     );
     let mut failures = Vec::new();
     for &n in &ns {
-        for side in run_point(n, window, sample) {
+        for side in run_point(&camgate, n, window, sample) {
             side.print(n);
             if let Some(why) = side.invalid(n, window) {
                 println!("  {} N={n} not valid: {why}", side.server);
@@ -228,10 +244,13 @@ impl Side {
             },
         );
         println!(
-            "{:<8} connected {} viewers in {:.1} s; per-viewer packets in the window: {}..{}",
+            "{:<8} connected {} viewers in {:.1} s; reordered or repeated {}, other SSRCs {}; \
+             per-viewer packets in the window: {}..{}",
             "",
             self.ready,
             self.connect_secs,
+            self.sum("late"),
+            self.sum("other"),
             self.viewers
                 .iter()
                 .map(|v| v["win_received"])
@@ -272,7 +291,7 @@ impl Side {
 }
 
 /// One point: camgate and Janus, each with N viewers in turn.
-fn run_point(n: usize, window: Duration, sample: u64) -> Vec<Side> {
+fn run_point(camgate: &Path, n: usize, window: Duration, sample: u64) -> Vec<Side> {
     let dir = TempDir::new(&format!("viewers-{n}"));
     let (http, rtsp, janus_http) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
     let toml = format!(
@@ -285,7 +304,7 @@ fn run_point(n: usize, window: Duration, sample: u64) -> Vec<Side> {
     let path = dir.0.join("cameras.toml");
     std::fs::write(&path, toml).unwrap();
     let gw = Proc(
-        Command::new(env!("CARGO_BIN_EXE_camgate"))
+        Command::new(camgate)
             .args(["run", "--config", path.to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

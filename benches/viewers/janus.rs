@@ -89,7 +89,7 @@ pub fn start(dir: &Path, http: u16, rtsp_url: &str) -> Proc {
              \tevents_folder = \"{l}/events\"\n\
              \tloggers_folder = \"{l}/loggers\"\n\
              \tdebug_level = {level}\n\
-             \tsession_timeout = 0\n\
+             \tsession_timeout = 0\n{loops}\
              }}\n\
              media: {{\n\tipv6 = false\n\trtp_port_range = \"30000-39999\"\n}}\n\
              nat: {{\n\tnice_debug = {nice}\n\tice_enforce_list = \"{ICE_ADDRESS}\"\n\tignore_mdns = true\n}}\n\
@@ -102,6 +102,9 @@ pub fn start(dir: &Path, http: u16, rtsp_url: &str) -> Proc {
             all_but(&lib.join("loggers"), ""),
             level = if debug { 7 } else { 4 },
             nice = debug,
+            // Janus's default: one event loop (a thread) per viewer's handle.
+            loops = std::env::var("CAMGATE_VIEWERS_JANUS_LOOPS")
+                .map_or(String::new(), |n| format!("\tevent_loops = {n}\n")),
         ),
     );
     write(
@@ -118,7 +121,7 @@ pub fn start(dir: &Path, http: u16, rtsp_url: &str) -> Proc {
             "general: {{\n\trtp_port_range = \"40000-40999\"\n\tevents = false\n}}\n\
              cam: {{\n\ttype = \"rtsp\"\n\tid = {MOUNTPOINT}\n\tdescription = \"camgate cam\"\n\
              \taudio = false\n\tvideo = true\n\turl = \"{rtsp_url}\"\n\
-             \trtspiface = \"127.0.0.1\"\n\trtsp_failcheck = false\n}}\n"
+             \trtspiface = \"127.0.0.1\"\n}}\n"
         ),
     );
     let log = std::fs::File::create(dir.join("janus.log")).unwrap();
