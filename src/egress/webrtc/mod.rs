@@ -13,7 +13,8 @@
 pub mod negotiate;
 mod opus_feed;
 mod packets;
-mod srtp;
+mod rtp_index;
+mod tap;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -110,9 +111,6 @@ pub struct WebrtcEgress {
     opus_feeds: opus_feed::OpusFeeds,
     /// Each camera's pictures cut into RTP payloads once for its viewers.
     pictures: packets::PictureLogs,
-    /// The UDP socket again (a second descriptor): viewers' SRTP leaves
-    /// from it, beside the ICE mux that reads it.
-    socket: Arc<tokio::net::UdpSocket>,
 }
 
 impl WebrtcEgress {
@@ -122,16 +120,9 @@ impl WebrtcEgress {
             .await
             .map_err(|e| format!("cannot bind the WebRTC UDP port {}: {e}", config.udp_listen))?;
         let local_addr = socket.local_addr().map_err(|e| e.to_string())?;
-        let send_socket = socket2::SockRef::from(&socket)
-            .try_clone()
-            .and_then(|s| {
-                // Room for a picture to every viewer at once; the kernel
-                // caps it at net.core.wmem_max.
-                let _ = s.set_send_buffer_size(SEND_BUFFER);
-                s.set_nonblocking(true)?;
-                tokio::net::UdpSocket::from_std(s.into())
-            })
-            .map_err(|e| format!("cannot share the WebRTC UDP port {local_addr}: {e}"))?;
+        // Room for a picture to every viewer at once; the kernel caps it at
+        // net.core.wmem_max.
+        let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
         let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
         tracing::info!(udp = %local_addr, "WebRTC viewers share this UDP port");
         Ok(Arc::new(WebrtcEgress {
@@ -150,7 +141,6 @@ impl WebrtcEgress {
             tasks: TaskTracker::new(),
             opus_feeds: Default::default(),
             pictures: Default::default(),
-            socket: Arc::new(send_socket),
         }))
     }
 
@@ -275,9 +265,12 @@ impl WebrtcEgress {
                 )
                 .map_err(|e| WhepError::Internal(e.to_string()))?;
         }
-        // No interceptors: the media does not go through the crate (NACKs
-        // and sender reports are the viewer task's, see `viewer`).
-        let registry = Registry::new();
+        // One interceptor, which only hands the viewer task the crate's
+        // SRTP writer: NACKs and sender reports are the viewer task's (see
+        // `viewer`), and the crate's tracks carry nothing.
+        let tap = Arc::new(tap::Tap::default());
+        let mut registry = Registry::new();
+        registry.add(Box::new(tap::TapBuilder(tap.clone())));
 
         let api = APIBuilder::new()
             .with_media_engine(media)
@@ -351,7 +344,7 @@ impl WebrtcEgress {
             pictures: self
                 .pictures
                 .get(&cam.config.id, &cam.hub, self.config.payload_size),
-            socket: self.socket.clone(),
+            tap,
             fast_start: options.fast_start.unwrap_or(self.config.fast_start),
             connect_timeout: self.config.connect_timeout,
             disconnect_timeout: self.config.disconnect_timeout,
@@ -420,8 +413,6 @@ impl WebrtcEgress {
             self.mux.clone() as Arc<dyn UDPMux + Send + Sync>
         ));
         s.set_network_types(vec![NetworkType::Udp4, NetworkType::Udp6]);
-        // The SRTP profiles `srtp` implements.
-        s.set_srtp_protection_profiles(srtp::PROFILES.to_vec());
         // Browsers hide their addresses behind mDNS names; their checks
         // reach us anyway (peer-reflexive), so no multicast queries.
         s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);

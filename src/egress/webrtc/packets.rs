@@ -70,15 +70,6 @@ impl PictureLog {
         payloads
     }
 
-    /// The largest payload the log cuts.
-    pub fn max_payload(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .packetizer
-            .max_payload()
-    }
-
     /// Pictures packetized so far.
     #[cfg(test)]
     pub fn packetized(&self) -> u64 {

@@ -12,28 +12,27 @@
 //! viewer's ICE address from the gateway's UDP port in one system call
 //! (UDP GSO, [`UdpBatch`]).
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
-use webrtc::dtls_transport::RTCDtlsTransport;
+use webrtc::interceptor::{Attributes, RTPWriter};
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp;
+use webrtc::rtp;
 use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 
 use super::opus_feed::{OpusPacket, OpusSubscription};
 use super::packets::PictureLog;
-use super::srtp::{Header, PacketIndex, SrtpSender};
+use super::rtp_index::{Header, PacketIndex};
+use super::tap::Tap;
 use crate::camera::hub::{MediaEvent, StreamInfo, VideoFrame};
 use crate::camera::{CameraStats, Consumer, ConsumerGuard, Hub};
 use crate::egress::clock::ViewerClock;
 use crate::egress::rtp::Timeline;
-use crate::egress::udp_batch::UdpBatch;
 
 /// A viewer's keyframe requests are answered from the cache at most this
 /// often.
@@ -89,9 +88,8 @@ pub(super) struct Viewer {
     pub stats: Arc<CameraStats>,
     /// The camera's pictures cut into payloads, shared with its viewers.
     pub pictures: Arc<PictureLog>,
-    /// The gateway's WebRTC UDP socket (a second descriptor of the one the
-    /// ICE mux reads).
-    pub socket: Arc<UdpSocket>,
+    /// The crate's SRTP writer under the peer connection's tracks.
+    pub tap: Arc<Tap>,
     pub fast_start: bool,
     pub connect_timeout: Duration,
     pub disconnect_timeout: Duration,
@@ -99,39 +97,37 @@ pub(super) struct Viewer {
     pub _place: crate::egress::places::Place,
 }
 
-/// Where and how packets leave, once ICE and DTLS are up.
+/// Where packets leave, once ICE and DTLS are up: the crate's SRTP
+/// session, under its tracks (see `tap`), which protects each packet and
+/// sends it to the viewer's selected ICE candidate pair from the shared UDP
+/// port.
 struct Wire {
-    socket: Arc<UdpSocket>,
-    /// The viewer's address on the selected ICE candidate pair.
-    dest: SocketAddr,
-    srtp: SrtpSender,
-    /// The packets of one picture (or one audio packet).
-    batch: UdpBatch,
+    writer: Arc<dyn RTPWriter + Send + Sync>,
+    /// Not one per packet: the writer only reads them.
+    attributes: Attributes,
 }
 
 impl Wire {
-    /// Protects one packet into the batch (sending what was there first
-    /// when it cannot join); returns its SRTP length.
-    async fn put(&mut self, header: &Header, roc: u32, payload: &[u8]) -> usize {
-        let len = 12 + payload.len() + self.srtp.overhead();
-        if !self.batch.has_room(len) {
-            self.batch.flush(&self.socket, self.dest).await;
+    /// Protects and sends one packet; returns its RTP length.
+    async fn put(&mut self, header: &Header, payload: &Bytes) -> usize {
+        let packet = rtp::packet::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: header.marker,
+                payload_type: header.payload_type,
+                sequence_number: header.seq,
+                timestamp: header.timestamp,
+                ssrc: header.ssrc,
+                ..Default::default()
+            },
+            // A reference to the payload the camera's viewers share.
+            payload: payload.clone(),
+        };
+        if let Err(e) = self.writer.write(&packet, &self.attributes).await {
+            tracing::trace!(error = %e, "packet not sent");
         }
-        self.srtp.protect(header, roc, payload, self.batch.buf());
-        self.batch.appended(len);
-        len
+        12 + payload.len()
     }
-
-    async fn flush(&mut self) {
-        self.batch.flush(&self.socket, self.dest).await;
-    }
-}
-
-/// The viewer's address on the selected ICE candidate pair.
-async fn ice_address(dtls: &RTCDtlsTransport) -> Option<SocketAddr> {
-    let pair = dtls.ice_transport().get_selected_candidate_pair().await?;
-    let ip: IpAddr = pair.remote.address.parse().ok()?;
-    Some(SocketAddr::new(ip, pair.remote.port))
 }
 
 /// What a sender report says of a stream (RFC 3550 6.4.1): the RTP time
@@ -216,7 +212,7 @@ impl VideoOut {
         let mut bytes = 0usize;
         for p in payloads.iter() {
             let index = self.index.peek();
-            let (seq, roc) = self.index.next();
+            let (seq, _) = self.index.next();
             let header = Header {
                 payload_type: self.id.payload_type,
                 marker: p.marker,
@@ -224,7 +220,7 @@ impl VideoOut {
                 timestamp: ts,
                 ssrc: self.id.ssrc,
             };
-            wire.put(&header, roc, &p.data).await;
+            wire.put(&header, &p.data).await;
             self.history[index as usize % HISTORY] = Some(Sent {
                 index,
                 timestamp: ts,
@@ -235,7 +231,6 @@ impl VideoOut {
             session.count_packet(len);
             bytes += len;
         }
-        wire.flush().await;
         let n = payloads.len();
         CameraStats::add(&stats.viewer_packets, n as u64);
         CameraStats::add(&stats.viewer_bytes, bytes as u64);
@@ -267,7 +262,7 @@ impl VideoOut {
             else {
                 continue;
             };
-            let (seq, roc) = PacketIndex::split(index);
+            let (seq, _) = PacketIndex::split(index);
             let header = Header {
                 payload_type: self.id.payload_type,
                 marker: sent.marker,
@@ -276,14 +271,12 @@ impl VideoOut {
                 ssrc: self.id.ssrc,
             };
             let payload = sent.payload.clone();
-            wire.put(&header, roc, &payload).await;
+            wire.put(&header, &payload).await;
             tokens -= 1.0;
             any = true;
         }
         self.resend_budget = (tokens, now);
-        if any {
-            wire.flush().await;
-        }
+        if any {}
     }
 
     /// Replays `frames` compressed in time.
@@ -340,7 +333,7 @@ impl AudioOut {
         session: &Consumer,
     ) {
         let ts = self.timeline.map(timeline, ts, received);
-        let (seq, roc) = self.index.next();
+        let (seq, _) = self.index.next();
         let header = Header {
             payload_type: self.id.payload_type,
             marker,
@@ -348,8 +341,7 @@ impl AudioOut {
             timestamp: ts,
             ssrc: self.id.ssrc,
         };
-        wire.put(&header, roc, payload).await;
-        wire.flush().await;
+        wire.put(&header, payload).await;
         self.report.sent(ts, 1, payload.len());
         session.count_packet(12 + payload.len());
     }
@@ -377,7 +369,7 @@ impl Viewer {
             hub,
             stats,
             pictures,
-            socket,
+            tap,
             fast_start,
             connect_timeout,
             disconnect_timeout,
@@ -385,7 +377,6 @@ impl Viewer {
         } = self;
         let session = guard.consumer().clone();
         let cancel = session.cancel.clone();
-        let dtls = video_sender.transport();
         let (fb_tx, mut fb_rx) = mpsc::channel::<Feedback>(16);
         // RTCP from the viewer: PLI/FIR, NACKs and reports are ours.
         let rtcp_task = tokio::spawn(read_rtcp(
@@ -455,19 +446,16 @@ impl Viewer {
                         RTCPeerConnectionState::Connected => {
                             disconnected_since = None;
                             session.set_state("connected");
-                            if let (Some(w), Some(dest)) = (wire.as_mut(), ice_address(&dtls).await) {
-                                w.dest = dest;
-                            }
                             if !connected_once {
                                 connected_once = true;
-                                let w = match open_wire(&dtls, &socket, out.pictures.max_payload()).await {
+                                let w = match open_wire(&tap) {
                                     Ok(w) => wire.insert(w),
                                     Err(e) => {
                                         tracing::warn!(session = %session.id, error = %e, "viewer cannot be sent to");
-                                        break "no SRTP keys or ICE address";
+                                        break "no SRTP session";
                                     }
                                 };
-                                tracing::info!(session = %session.id, after_ms = started.elapsed().as_millis() as u64, remote = %w.dest, srtp = ?w.srtp, "viewer connected");
+                                tracing::info!(session = %session.id, after_ms = started.elapsed().as_millis() as u64, "viewer connected");
                                 let (gop, live) = hub.subscribe_with_gop();
                                 rx = Some(live);
                                 if fast_start && !gop.is_empty() {
@@ -490,12 +478,8 @@ impl Viewer {
                     }
                 }
                 _ = reports.tick() => {
-                    let Some(w) = wire.as_mut() else { continue };
-                    if let Some(dest) = ice_address(&dtls).await {
-                        if dest != w.dest {
-                            tracing::debug!(session = %session.id, from = %w.dest, to = %dest, "viewer's ICE address changed");
-                            w.dest = dest;
-                        }
+                    if wire.is_none() {
+                        continue;
                     }
                     send_reports(&pc, &out, audio_out.as_ref()).await;
                 }
@@ -571,27 +555,15 @@ impl Viewer {
     }
 }
 
-/// The SRTP keys DTLS agreed on and the viewer's ICE address, once both
-/// are up (the peer connection is connected).
-async fn open_wire(
-    dtls: &RTCDtlsTransport,
-    socket: &Arc<UdpSocket>,
-    max_payload: usize,
-) -> Result<Wire, String> {
-    let (profile, key, salt) = dtls
-        .srtp_local_keys()
-        .await
-        .ok_or("DTLS gave no SRTP keys")?;
-    let srtp = SrtpSender::new(profile, &key, &salt).map_err(|e| e.to_string())?;
-    let dest = ice_address(dtls)
-        .await
-        .ok_or("no selected ICE candidate pair")?;
-    let batch = UdpBatch::new(socket, 12 + max_payload + srtp.overhead());
+/// The crate's SRTP writer, once the peer connection has started its
+/// senders (it has when it is connected).
+fn open_wire(tap: &Tap) -> Result<Wire, String> {
+    let writer = tap
+        .writer()
+        .ok_or("the peer connection started no sender")?;
     Ok(Wire {
-        socket: socket.clone(),
-        dest,
-        srtp,
-        batch,
+        writer,
+        attributes: Attributes::new(),
     })
 }
 
