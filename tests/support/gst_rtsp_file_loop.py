@@ -2,7 +2,8 @@
 """N cameras from one H.264 file: GStreamer's RTSP server serving the
 Annex B elementary stream in FILE on /c0 .. /c{N-1} of 127.0.0.1, without
 authentication, each mount its own shared pipeline (the file looped for
-ever, each picture held until its time, as a camera paces its pictures),
+ever, each picture held until its time and each packet written on its
+own, as a camera paces them),
 so nothing is encoded while it plays. The camera side of benches/relay.rs.
 
 Usage: gst_rtsp_file_loop.py FILE [--mounts N] [--fps FPS] [--port PORT]
@@ -38,14 +39,19 @@ server.set_service(args.port)
 # multifilesrc rereads the file at its end; h264parse carries the
 # timestamps on across the loop (from the caps' frame rate, as DTS only:
 # set_pts copies them, there are no B-frames), and identity holds each
-# picture until its time.
+# picture until its time. rtph264pay pushes a picture's packets as one
+# buffer list, which the server writes to a TCP client in one sendmsg; the
+# identity named pay0 after it passes them on one by one, so each packet
+# is its own write, as a camera sends them (strace: about 2,400 sendmsg in
+# 6 s of a 4 Mbit/s camera, against 197 with the list).
 location = args.file.replace("\\", "\\\\").replace('"', '\\"')
 launch = (
     f'( multifilesrc location="{location}" loop=true '
     f"! video/x-h264,stream-format=byte-stream,framerate={args.fps}/1 "
     "! h264parse ! video/x-h264,stream-format=avc,alignment=au "
     "! identity name=pace sync=true "
-    "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    "! rtph264pay pt=96 config-interval=-1 "
+    "! identity name=pay0 )"
 )
 
 
