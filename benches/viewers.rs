@@ -20,18 +20,18 @@
 //! loopback, plus 127.0.0.2 on a veth for Janus (libnice does not gather
 //! on loopback interfaces); it needs root, as the WebRTC tests do.
 //!
-//! First runs (2026-12-03, 2 shared cores at load 3 to 28, camgate as
-//! built from the shared tree at 06:29 UTC, its SRTP send path then being
-//! rewritten): camgate 0.09 to 0.17 % of a core per viewer at N = 50, 200
-//! and 500 (590 to 1,140 viewers and 146,000 to 283,000 SRTP packets per
-//! second per core), about 225 KiB per viewer at 500, no packet lost;
-//! Janus 0.67 to 0.84 % per viewer at 50 (0.49 % with 2 event loops),
-//! 0.70 % at 200 in the one run of three where it kept up (in the others
-//! its own queues ran 5 s late and it lost about half the packets), and
-//! at 500 1.4 cores and most packets lost. The peers cost about 3 to 4
-//! microseconds per packet (a third to a half of a core at 500 viewers);
-//! decrypting every packet in the `webrtc` crate costs about 25, more
-//! than this machine has at 200 viewers.
+//! Figures (2026-12-03, 2 shared cores, load 3): camgate writing each
+//! viewer's packets (payloads cut once per camera) to the `webrtc` crate's
+//! SRTP session: 0.62 % of a core per viewer at 50 (161 per core, 286 KiB
+//! each), 0.39 % at 200 (255 per core, 226 KiB), no packet lost; at 500
+//! not valid (camgate at 1.5 cores, 429 viewers connected). Janus in the
+//! same run: 0.88 % per viewer at 50, and losing packets from 200 on (its
+//! own queues run seconds late). Earlier runs of a build that encrypted in
+//! camgate with the keys from a patched copy of the crate (commit 74aad6b,
+//! since removed) measured 0.06 to 0.17 % per viewer up to 500. The peers
+//! cost about 3 to 4 microseconds per packet (a third to a half of a core
+//! at 500 viewers); decrypting every packet in the `webrtc` crate costs
+//! about 25, more than this machine has at 200 viewers.
 //!
 //! `cargo bench --bench viewers` (N = 50, 200, 500, 10 s windows), or
 //! `CAMGATE_VIEWERS_N=50,200 cargo bench --bench viewers`. Under
