@@ -20,6 +20,8 @@ const MAX_PICTURES: usize = 1024;
 pub(super) struct PictureLog {
     /// The camera's hub (a camera removed and added again has a new one).
     hub: Arc<Hub>,
+    /// The payload size the log was made for.
+    payload_size: usize,
     inner: Mutex<Inner>,
 }
 
@@ -92,19 +94,16 @@ impl PictureLogs {
     pub fn get(&self, id: &str, hub: &Arc<Hub>, payload_size: usize) -> Arc<PictureLog> {
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         logs.retain(|_, l| l.strong_count() > 0);
-        if let Some(log) = logs.get(id).and_then(Weak::upgrade).filter(|l| {
-            Arc::ptr_eq(&l.hub, hub)
-                && l.inner
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .packetizer
-                    .max_payload()
-                    == VideoPacketizer::new(payload_size).max_payload()
-        }) {
+        if let Some(log) = logs
+            .get(id)
+            .and_then(Weak::upgrade)
+            .filter(|l| Arc::ptr_eq(&l.hub, hub) && l.payload_size == payload_size)
+        {
             return log;
         }
         let log = Arc::new(PictureLog {
             hub: hub.clone(),
+            payload_size,
             inner: Mutex::new(Inner {
                 packetizer: VideoPacketizer::new(payload_size),
                 pictures: VecDeque::new(),

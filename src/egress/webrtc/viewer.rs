@@ -5,12 +5,11 @@
 //! that lasts, camera removal or shutdown, closing the peer connection so
 //! every task and socket it held is freed.
 //!
-//! The `webrtc` crate negotiates, runs ICE and DTLS and reads the viewer's
-//! RTCP; the media does not go through it. The payloads of a picture come
-//! from the camera's shared [`PictureLog`]; this task writes each packet's
-//! header and SRTP into one buffer per picture and sends it to the
-//! viewer's ICE address from the gateway's UDP port in one system call
-//! (UDP GSO, [`UdpBatch`]).
+//! The `webrtc` crate negotiates, runs ICE, DTLS and SRTP and reads the
+//! viewer's RTCP; its tracks, interceptors and NACK buffer are not in the
+//! media's path. The payloads of a picture come from the camera's shared
+//! [`PictureLog`]; this task adds each packet's RTP header and writes it to
+//! the crate's SRTP session (`Wire`, through [`Tap`]).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -49,8 +48,7 @@ const HISTORY: usize = 512;
 /// stream, which would only make it lose more.
 const RESEND_RATE: f64 = 100.0;
 const RESEND_BURST: f64 = 100.0;
-/// How often each stream's sender report goes out (and the viewer's ICE
-/// address is looked up again).
+/// How often each stream's sender report goes out.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a viewer asks for over RTCP.
@@ -74,8 +72,7 @@ pub(super) struct StreamId {
 /// Everything a viewer task owns.
 pub(super) struct Viewer {
     pub pc: Arc<RTCPeerConnection>,
-    /// Its transport gives the SRTP keys and the ICE address; its RTCP is
-    /// read for feedback.
+    /// Its RTCP is read for feedback.
     pub video_sender: Arc<RTCRtpSender>,
     pub video: StreamId,
     pub audio: Option<(Arc<RTCRtpSender>, StreamId, u32)>,
@@ -672,17 +669,7 @@ async fn read_rtcp(
                 CameraStats::add(&stats.viewer_nacks, 1);
                 // The media loop resends from its history; count what was
                 // asked for.
-                let seqs: Vec<u16> = nack
-                    .nacks
-                    .iter()
-                    .flat_map(|n| {
-                        std::iter::once(n.packet_id).chain(
-                            (0..16u16)
-                                .filter(|b| n.lost_packets & (1 << b) != 0)
-                                .map(|b| n.packet_id.wrapping_add(b + 1)),
-                        )
-                    })
-                    .collect();
+                let seqs: Vec<u16> = nack.nacks.iter().flat_map(|pair| *pair).collect();
                 let asked = seqs.len() as u64;
                 session.retransmitted.fetch_add(asked, Relaxed);
                 CameraStats::add(&stats.viewer_retransmits, asked);
