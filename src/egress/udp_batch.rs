@@ -12,9 +12,9 @@ use tokio::net::UdpSocket;
 
 /// Most datagrams in one GSO send: the kernel's `UDP_MAX_SEGMENTS` (64 up
 /// to Linux 6.8, 128 since).
-const MAX_SEGMENTS: usize = 64;
+pub(super) const MAX_SEGMENTS: usize = 64;
 /// Most bytes in one GSO send: the largest UDP payload is 65,507 bytes.
-const MAX_BYTES: usize = 65_000;
+pub(super) const MAX_BYTES: usize = 65_000;
 
 /// Packets for one destination waiting to leave together. Every packet but
 /// the last is exactly `segment` bytes (GSO's rule; the last may be
@@ -112,21 +112,32 @@ impl UdpBatch {
     }
 
     async fn send_gso(&self, socket: &UdpSocket, dest: SocketAddr) -> io::Result<usize> {
-        let addr = SockAddr::from(dest);
-        loop {
-            socket.writable().await?;
-            let sent = socket.try_io(Interest::WRITABLE, || {
-                let iov = [IoSlice::new(&self.buf)];
-                let msg = MsgHdr::new()
-                    .with_addr(&addr)
-                    .with_buffers(&iov)
-                    .with_control(&self.cmsg);
-                SockRef::from(socket).sendmsg(&msg, 0)
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
+        send_segments(socket, dest, &[IoSlice::new(&self.buf)], &self.cmsg).await
+    }
+}
+
+/// Sends the bytes of `iov`, back to back, to `dest` in one `sendmsg`
+/// with the control message `cmsg` (a `UDP_SEGMENT` one cuts them into
+/// datagrams), waiting while the socket's send buffer is full.
+pub(super) async fn send_segments(
+    socket: &UdpSocket,
+    dest: SocketAddr,
+    iov: &[IoSlice<'_>],
+    cmsg: &[u8],
+) -> io::Result<usize> {
+    let addr = SockAddr::from(dest);
+    loop {
+        socket.writable().await?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            let msg = MsgHdr::new()
+                .with_addr(&addr)
+                .with_buffers(iov)
+                .with_control(cmsg);
+            SockRef::from(socket).sendmsg(&msg, 0)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return other,
         }
     }
 }

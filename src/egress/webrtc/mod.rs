@@ -15,6 +15,7 @@ mod opus_feed;
 mod packets;
 mod rtp_index;
 mod tap;
+mod udp_queue;
 mod viewer;
 
 use std::net::{IpAddr, SocketAddr};
@@ -124,7 +125,7 @@ impl WebrtcEgress {
         // Room for a picture to every viewer at once; the kernel caps it at
         // net.core.wmem_max.
         let _ = socket2::SockRef::from(&socket).set_send_buffer_size(SEND_BUFFER);
-        let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
+        let mux = UDPMuxDefault::new(UDPMuxParams::new(udp_queue::UdpQueue::new(socket)));
         tracing::info!(udp = %local_addr, "WebRTC viewers share this UDP port");
         Ok(Arc::new(WebrtcEgress {
             config: config.clone(),
