@@ -7,10 +7,11 @@
 //! packets through a fresh depacketizer and analyzer. Criterion reports
 //! time per picture (throughput in elements = pictures).
 
+mod common;
+
 use bytes::Bytes;
-use camgate::h264::split_annex_b;
-use camgate::h264::AccessUnit;
 use camgate::rtp::RtpPacket;
+use common::access_units;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const H265: &[u8] = include_bytes!(concat!(
@@ -23,36 +24,6 @@ const H264: &[u8] = include_bytes!(concat!(
 ));
 /// RTP timestamp step (25 fps at 90 kHz).
 const STEP: u32 = 3600;
-
-/// Splits an Annex B clip into access units: a picture starts at a slice
-/// whose first header bit is set (`first_mb_in_slice` 0 /
-/// `first_slice_segment_in_pic_flag`) or at a parameter set or SEI before
-/// its first slice. `header_len` is 1 (H.264) or 2 (H.265).
-fn access_units(data: &[u8], header_len: usize, is_slice: fn(&[u8]) -> bool) -> Vec<AccessUnit> {
-    let mut aus = Vec::new();
-    let mut cur: Vec<Bytes> = Vec::new();
-    let mut has_slice = false;
-    for nal in split_annex_b(data) {
-        let slice = is_slice(nal);
-        let starts = !slice || nal.get(header_len).is_some_and(|b| b & 0x80 != 0);
-        if has_slice && starts {
-            aus.push(std::mem::take(&mut cur));
-            has_slice = false;
-        }
-        has_slice |= slice;
-        cur.push(Bytes::copy_from_slice(nal));
-    }
-    aus.push(cur);
-    aus.into_iter()
-        .enumerate()
-        .map(|(i, nals)| AccessUnit {
-            timestamp: i as u32 * STEP,
-            nals,
-            damaged: false,
-            loss_before: false,
-        })
-        .collect()
-}
 
 /// RTP packets of `payloads` per access unit, sequence numbers in order.
 fn rtp(per_au: Vec<(u32, Vec<camgate::h264::packetizer::Payload>)>) -> Vec<RtpPacket> {
@@ -70,7 +41,9 @@ fn rtp(per_au: Vec<(u32, Vec<camgate::h264::packetizer::Payload>)>) -> Vec<RtpPa
 }
 
 fn h265_packets() -> (usize, Vec<RtpPacket>) {
-    let aus = access_units(H265, 2, |n| n.first().is_some_and(|b| (b >> 1) & 0x3f < 32));
+    let aus = access_units(H265, STEP, 2, |n| {
+        n.first().is_some_and(|b| (b >> 1) & 0x3f < 32)
+    });
     let mut p = camgate::h265::Packetizer::new(1200);
     let per_au = aus
         .iter()
@@ -84,7 +57,7 @@ fn h265_packets() -> (usize, Vec<RtpPacket>) {
 }
 
 fn h264_packets() -> (usize, Vec<RtpPacket>) {
-    let aus = access_units(H264, 1, |n| {
+    let aus = access_units(H264, STEP, 1, |n| {
         n.first().is_some_and(|b| matches!(b & 0x1f, 1 | 5))
     });
     let mut p = camgate::h264::Packetizer::new(1200);

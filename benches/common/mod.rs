@@ -191,3 +191,39 @@ pub fn make_camera_clip(path: &std::path::Path, fps: u32) {
         .expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg could not encode the clip");
 }
+
+/// Splits an Annex B clip into access units: a picture starts at a slice
+/// whose first header bit is set (`first_mb_in_slice` 0 /
+/// `first_slice_segment_in_pic_flag`) or at a parameter set or SEI before
+/// its first slice. `header_len` is 1 (H.264) or 2 (H.265); timestamps
+/// `step` apart.
+pub fn access_units(
+    data: &[u8],
+    step: u32,
+    header_len: usize,
+    is_slice: fn(&[u8]) -> bool,
+) -> Vec<camgate::h264::AccessUnit> {
+    let mut aus = Vec::new();
+    let mut cur: Vec<bytes::Bytes> = Vec::new();
+    let mut has_slice = false;
+    for nal in camgate::h264::split_annex_b(data) {
+        let slice = is_slice(nal);
+        let starts = !slice || nal.get(header_len).is_some_and(|b| b & 0x80 != 0);
+        if has_slice && starts {
+            aus.push(std::mem::take(&mut cur));
+            has_slice = false;
+        }
+        has_slice |= slice;
+        cur.push(bytes::Bytes::copy_from_slice(nal));
+    }
+    aus.push(cur);
+    aus.into_iter()
+        .enumerate()
+        .map(|(i, nals)| camgate::h264::AccessUnit {
+            timestamp: i as u32 * step,
+            nals,
+            damaged: false,
+            loss_before: false,
+        })
+        .collect()
+}
