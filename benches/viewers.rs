@@ -20,19 +20,19 @@
 //! loopback, plus 127.0.0.2 on a veth for Janus (libnice does not gather
 //! on loopback interfaces); it needs root, as the WebRTC tests do.
 //!
-//! Figures (2026-12-03, 2 shared cores, load 3): camgate writing each
-//! viewer's packets (payloads cut once per camera) to the `webrtc` crate's
-//! SRTP session: 0.62 % of a core per viewer at 50 (161 per core, 286 KiB
-//! each), 0.39 % at 200 (255 per core, 226 KiB), no packet lost; at 500
-//! not valid (camgate at 1.5 cores, 429 viewers connected). Janus in the
-//! same run: 0.88 % per viewer at 50, and losing packets from 200 on (its
-//! own queues run seconds late). Earlier runs of a build that encrypted in
-//! camgate with the keys from a patched copy of the crate (commit 74aad6b,
-//! since removed) measured 0.06 to 0.17 % per viewer up to 500. The peers
-//! cost about 3 to 4 microseconds per packet (a third to a half of a core
-//! at 500 viewers); decrypting every packet in the `webrtc` crate costs
-//! about 25, more than this machine has at 200 viewers.
-//!
+//! Figures (2026-12-03, 2 shared cores, load 1.5), every viewer receiving
+//! every packet: camgate 0.28 % of a core per viewer at 50 (357 per core,
+//! 346 KiB each), 0.235 % at 200 (426 per core, 293 KiB), 0.228 % at 500
+//! (439 per core, 246 KiB); Janus in the same run 0.76 % per viewer at 50,
+//! losing packets from 200 on (its own queues run seconds late). Before
+//! camgate offered only AES-CM SRTP and batched the port's sends, the same
+//! bench measured 0.50 % at 200 and 500 was not valid. Earlier runs of a
+//! build that encrypted in camgate with the keys from a patched copy of
+//! the crate (commit 74aad6b, since removed) measured 0.06 to 0.17 % per
+//! viewer up to 500. The peers cost about 3 to 4 microseconds per packet
+//! (a third to a half of a core at 500 viewers); decrypting every packet
+//! in the `webrtc` crate costs about 25, more than this machine has at 200
+//! viewers.
 //! `cargo bench --bench viewers` (N = 50, 200, 500, 10 s windows), or
 //! `CAMGATE_VIEWERS_N=50,200 cargo bench --bench viewers`. Under
 //! `cargo test` it runs a smoke pass with two viewers of each server and
