@@ -88,9 +88,7 @@ impl UdpBatch {
             _ => self.send_gso(socket, dest).await,
         };
         if let Err(e) = result {
-            // EIO: the device cannot checksum the segments; EINVAL: a
-            // segment over the path MTU (IP would have fragmented it).
-            if self.packets > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+            if self.packets > 1 && gso_refused(&e) {
                 tracing::info!(
                     error = %e,
                     destination = %dest,
@@ -114,6 +112,14 @@ impl UdpBatch {
     async fn send_gso(&self, socket: &UdpSocket, dest: SocketAddr) -> io::Result<usize> {
         send_segments(socket, dest, &[IoSlice::new(&self.buf)], &self.cmsg).await
     }
+}
+
+/// Whether a GSO send failed because segmenting cannot work on this path,
+/// so that one datagram per call is the way from now on: EIO, the device
+/// cannot checksum the segments; EINVAL, a segment over the path MTU (IP
+/// would have fragmented it).
+pub(super) fn gso_refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
 }
 
 /// Sends the bytes of `iov`, back to back, to `dest` in one `sendmsg`

@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use webrtc::util::conn::Conn;
 
-use crate::egress::udp_batch::{send_segments, MAX_BYTES, MAX_SEGMENTS};
+use crate::egress::udp_batch::{gso_refused, send_segments, MAX_BYTES, MAX_SEGMENTS};
 
 /// Most turns of the runtime the sender lets pass before it sends what
 /// is queued.
@@ -261,9 +261,7 @@ async fn run_sender(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 }
                 let iov: Vec<IoSlice<'_>> = (i..end).map(|k| IoSlice::new(payload(k))).collect();
                 if let Err(e) = send_segments(&socket, first.dest, &iov, &cmsg.1).await {
-                    if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
-                        // The device cannot checksum segments, or one is
-                        // over the path MTU: one datagram per call now on.
+                    if gso_refused(&e) {
                         tracing::info!(error = %e, "UDP GSO refused on the WebRTC port");
                         gso = false;
                         for k in i..end {
