@@ -34,7 +34,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// The simulator all nodes pull from, with its session counter.
 struct Sim {
-    _proc: Proc,
+    proc: Proc,
     rtsp: u16,
     status: u16,
 }
@@ -42,6 +42,14 @@ struct Sim {
 impl Sim {
     fn start(dir: &std::path::Path) -> Sim {
         let (rtsp, status) = (free_tcp_port(), free_tcp_port());
+        Sim {
+            proc: Sim::spawn(dir, rtsp, status),
+            rtsp,
+            status,
+        }
+    }
+
+    fn spawn(dir: &std::path::Path, rtsp: u16, status: u16) -> Proc {
         let proc = spawn_camgate(
             dir,
             "sim",
@@ -56,11 +64,18 @@ impl Sim {
         wait_for(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", status)).is_ok()
         });
-        Sim {
-            _proc: proc,
-            rtsp,
-            status,
-        }
+        proc
+    }
+
+    /// Stops every camera's stream (the nodes lose their sessions).
+    fn stop(&mut self) {
+        self.proc.terminate(Duration::from_secs(2));
+    }
+
+    /// Starts again on the same ports: each new session begins at a
+    /// keyframe.
+    fn restart(&mut self, dir: &std::path::Path) {
+        self.proc = Sim::spawn(dir, self.rtsp, self.status);
     }
 
     /// Live RTSP sessions by camera.
@@ -492,7 +507,10 @@ fn any_node_answers_for_any_camera() {
     let index: usize = camera.trim_start_matches("cam").parse().unwrap();
     drop(c.consumers.remove(index));
 
-    // The SDP file: 307 to the owner; ffmpeg follows it and decodes.
+    // The SDP file: 307 to the owner; ffmpeg follows it and decodes. A
+    // consumer that starts listening in the middle of a keyframe's packets
+    // sees references it lacks, so ffmpeg opens its port while the cameras
+    // are silent, and the new sessions start at a keyframe.
     let reply = request(
         other.http,
         "GET",
@@ -501,14 +519,23 @@ fn any_node_answers_for_any_camera() {
         b"",
     );
     assert_eq!(reply.status, 307, "{}", reply.body);
-    let decoded = wait_decode(
-        spawn_ffmpeg_decode(
-            &format!("http://127.0.0.1:{}/cameras/{camera}.sdp", other.http),
-            4,
-            &["-protocol_whitelist", "file,http,udp,rtp,tcp"],
-        ),
-        Duration::from_secs(30),
+    c.sim.stop();
+    let owner_node = c.nodes.iter().find(|n| n.id == *owner).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        owner_node
+            .cameras()
+            .get(camera.as_str())
+            .map(|(_, st)| st.as_str())
+            != Some("playing")
+    });
+    let ffmpeg = spawn_ffmpeg_decode(
+        &format!("http://127.0.0.1:{}/cameras/{camera}.sdp", other.http),
+        4,
+        &["-protocol_whitelist", "file,http,udp,rtp,tcp"],
     );
+    std::thread::sleep(Duration::from_millis(500));
+    c.sim.restart(c.dir.path());
+    let decoded = wait_decode(ffmpeg, Duration::from_secs(30));
     assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
     assert!(
         decoded.video_frames >= 50,
