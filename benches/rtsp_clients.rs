@@ -64,8 +64,8 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     if let Some(missing) = camera_tools_missing(false) {
-        println!("rtsp_clients bench skipped: {missing}");
-        return;
+        // Never a silent skip: CI installs these (scripts/deps).
+        panic!("rtsp_clients bench: {missing}");
     }
     let ticks = clock_ticks();
     let dir = TempDir::new("rtsp-clients");
