@@ -238,7 +238,7 @@ async fn run_sender(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         // viewer's audio packets would cut its video's GSO runs short).
         order.clear();
         order.extend(0..batch.datagrams.len());
-        order.sort_by_key(|&i| (batch.datagrams[i].dest, batch.datagrams[i].stream));
+        order.sort_unstable_by_key(|&i| (batch.datagrams[i].dest, batch.datagrams[i].stream, i));
         let mut i = 0;
         while i < order.len() {
             let first = batch.datagrams[order[i]];
