@@ -22,6 +22,12 @@
 //! a 10 s window (`cargo bench --bench latency`); `cargo test` runs a 3 s
 //! smoke pass that checks that every picture of the window came through and
 //! was matched, and prints the figures without judging them.
+//!
+//! Figures (2026-12-03, 2 cores, release build), four runs on a quiet
+//! machine: camgate p50 0.27 to 0.34 ms, p99 0.50 to 0.64 ms, worst 0.8 to
+//! 1.2 ms; ffmpeg p50 33.6 ms, p99 33.9 to 34.8 ms. With two CPU-bound
+//! processes running beside it, camgate's p99 was 3.9 ms (worst 5.3 ms):
+//! its wake-ups wait for the scheduler's time slice.
 
 mod common;
 
