@@ -15,7 +15,10 @@
 //!
 //! Each point: the relays start; once every sink receives, 3 s warm-up,
 //! then a 10 s window in which the relays' CPU (user + system,
-//! /proc ticks, all their processes) and RSS are read.
+//! /proc ticks, all their processes) and RSS are read. The system part is
+//! printed apart too, and a "floor" line: ffmpeg's whole cost over
+//! camgate's system time, the most camgate's ratio could reach if its own
+//! code cost nothing (both do the same kernel work per packet).
 //!
 //! `cargo bench --bench relay` (N = 10, 100), or
 //! `CAMGATE_RELAY_N=10,50 cargo bench --bench relay`. `cargo test` (no
