@@ -30,6 +30,10 @@ use crate::egress::udp_batch::{gso_refused, send_segments, MAX_BYTES, MAX_SEGMEN
 const MAX_YIELDS: usize = 8;
 /// Bytes queued before writers wait for the sender.
 const MAX_QUEUED: usize = 4 << 20;
+/// Buffer bytes a queue keeps between bursts: after a burst (new viewers'
+/// fast start sends them a GOP at once, up to [`MAX_QUEUED`]), a buffer
+/// used to under a quarter of its size shrinks back.
+const KEEP_BYTES: usize = 256 << 10;
 
 /// A UDP socket whose sends are queued and leave in batches (see the
 /// module docs); receiving is the socket's own.
@@ -274,8 +278,23 @@ async fn run_sender(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             }
             i = end;
         }
+        batch.shrink_after_burst();
         batch.bytes.clear();
         batch.datagrams.clear();
+    }
+}
+
+impl Queue {
+    /// Gives back what a burst grew the buffers to, once they are used to
+    /// under a quarter of it (the queue and the sender's batch swap, so
+    /// both pass here).
+    fn shrink_after_burst(&mut self) {
+        let used = self.bytes.len();
+        if self.bytes.capacity() > KEEP_BYTES && used < self.bytes.capacity() / 4 {
+            self.bytes.shrink_to(KEEP_BYTES.max(2 * used));
+            let datagrams = self.datagrams.len();
+            self.datagrams.shrink_to(2 * datagrams);
+        }
     }
 }
 
@@ -414,5 +433,32 @@ mod tests {
             NOT_RTP
         );
         assert_eq!(stream_of(&rtp[..11]), NOT_RTP);
+    }
+
+    #[test]
+    fn buffers_shrink_back_after_a_burst() {
+        let datagram = |start: usize| Datagram {
+            dest: "127.0.0.1:9".parse().unwrap(),
+            stream: NOT_RTP,
+            start,
+            len: 1200,
+        };
+        let mut q = Queue::default();
+        // A burst: 4 MiB queued at once.
+        q.bytes.resize(4 << 20, 0);
+        q.datagrams.extend((0..3500).map(|i| datagram(i * 1200)));
+        q.shrink_after_burst();
+        assert!(q.bytes.capacity() >= 4 << 20, "in use, kept");
+        q.bytes.clear();
+        q.datagrams.clear();
+        // The next batches are small: the buffers shrink to what they use.
+        q.bytes.resize(100_000, 0);
+        q.datagrams.extend((0..80).map(|i| datagram(i * 1200)));
+        q.shrink_after_burst();
+        assert!(q.bytes.capacity() < 4 << 20);
+        assert!(q.bytes.capacity() >= KEEP_BYTES);
+        assert!(q.datagrams.capacity() < 3500);
+        assert_eq!(q.bytes.len(), 100_000, "nothing queued is lost");
+        assert_eq!(q.datagrams.len(), 80);
     }
 }
