@@ -575,7 +575,6 @@ fn any_node_answers_for_any_camera() {
         let _ = pc.close().await;
         assert_eq!(first.status, 307, "{}", first.body);
         let location = first.header("Location").unwrap();
-        let owner_node = c.nodes.iter().find(|n| n.id == *owner).unwrap();
         assert_eq!(
             location,
             format!("http://127.0.0.1:{}/whep/{camera}", owner_node.http)
